@@ -1,0 +1,573 @@
+"""The stages wired together: what `dialer run`, `validate`, `export` and `status` do.
+
+Everything here is plain functions over Settings; the CLI only parses arguments, calls one of
+these and maps the result to an exit code and a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dialer import logs
+from dialer.checkpoint import DONE, Checkpoint, Identity, RunLock, Status
+from dialer.client import KyzoClient, Outcome
+from dialer.config import Settings
+from dialer.dispatch import Dispatcher, DispatchOptions, DispatchReport, StopReason
+from dialer.errors import CheckpointError
+from dialer.export import (
+    build_results,
+    check_outputs,
+    errors_only,
+    status_counts,
+    write_atomic,
+)
+from dialer.leads import (
+    KEY,
+    PRE_STATUS,
+    REASON,
+    ROW,
+    LeadRequest,
+    LeadTable,
+    RequestSpec,
+    file_fingerprint,
+    iter_requests,
+    load_do_not_call,
+    load_lead_list,
+    prepare,
+)
+from dialer.limiter import RateLimiter
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_STOPPED = 4
+EXIT_LOCKED = 5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    limit: int | None = None
+    dry_run: bool = False
+    retry_failed: bool = False
+    redial_unknown: bool = False
+    new_campaign: bool = False
+    progress: bool = False
+    command: str = "dialer run"
+
+
+@dataclass
+class RunSummary:
+    campaign: str
+    exit_code: int
+    counts: dict[str, int]
+    results_path: Path
+    errors_path: Path
+    checkpoint_path: Path | None
+    report: DispatchReport = field(default_factory=DispatchReport)
+    dry_run: bool = False
+    resume_command: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "exit_code": self.exit_code,
+            "counts": self.counts,
+            "sent_requests": self.report.sent,
+            "duration_s": round(self.report.duration_s, 3),
+            "calls_per_second": round(self.report.calls_per_second, 3),
+            "stop_reason": self.report.stop_reason.value if self.report.stop_reason else None,
+            "stop_message": self.report.stop_message,
+            "results_path": str(self.results_path),
+            "errors_path": str(self.errors_path),
+        }
+
+
+def load_table(settings: Settings) -> LeadTable:
+    """Load, map and validate the lead list (no network, no checkpoint)."""
+    leads = settings.leads
+    frame = load_lead_list(settings.leads_path, delimiter=leads.delimiter, encoding=leads.encoding)
+    dnc = load_do_not_call(leads.do_not_call, leads.default_region) if leads.do_not_call else frozenset()
+    return prepare(frame, leads, settings.leads_path, do_not_call=dnc)
+
+
+def identity_of(settings: Settings) -> Identity:
+    return Identity(
+        organization_id=settings.api.organization_id,
+        agent_id=settings.campaign.agent_id,
+        from_phone_number_id=settings.campaign.from_phone_number_id,
+        dedupe=settings.leads.dedupe,
+    )
+
+
+def claimable_statuses(options: RunOptions) -> frozenset[Status]:
+    allowed = {Status.PENDING}
+    if options.retry_failed:
+        allowed.add(Status.FAILED)
+    if options.redial_unknown:
+        allowed.add(Status.UNKNOWN)
+    return frozenset(allowed)
+
+
+def leads_to_dial(table: LeadTable, states: pl.DataFrame, claimable: frozenset[Status]) -> pl.DataFrame:
+    """Dialable rows minus those the checkpoint says are settled (never re-dialed by default)."""
+    settled = states.filter(
+        pl.col("status").is_in([s.value for s in (DONE - claimable)] + [Status.IN_FLIGHT.value])
+    )
+    return table.dialable().join(
+        settled.select("key"), left_on=KEY, right_on="key", how="anti", maintain_order="left"
+    )
+
+
+def exit_code_for(counts: dict[str, int], report: DispatchReport) -> int:
+    """The first of 3, 4, 1, 0 that applies (5 and 2 never get this far)."""
+    if report.stop_reason is StopReason.API:
+        return EXIT_API
+    if counts.get("pending", 0) > 0:
+        return EXIT_STOPPED
+    if any(counts.get(s, 0) for s in ("failed", "rejected", "unknown")):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
+    log = logs.get_logger()
+    table = load_table(settings)
+    spec = RequestSpec.build(settings, table.input_columns)
+    outputs = [settings.results_path, settings.errors_path]
+    if not options.dry_run:
+        outputs.append(settings.checkpoint_path)
+    need = 2 * settings.leads_path.stat().st_size
+    check_outputs(settings.leads_path, outputs, need_bytes=need)
+
+    if options.dry_run:
+        return _dry_run(settings, table, spec)
+
+    api_key = settings.require_api_key()
+    with RunLock(settings.checkpoint_path):
+        checkpoint = _open_for_run(settings, options)
+        try:
+            recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
+            if recovered:
+                log.warning("recovered_in_flight", leads=recovered, status="unknown")
+            input_fp = file_fingerprint(settings.leads_path)
+            run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fp)
+            claimable = claimable_statuses(options)
+            todo = leads_to_dial(table, checkpoint.states(), claimable)
+            log.info(
+                "run_start",
+                campaign=settings.campaign.name,
+                rows=table.rows,
+                to_dial=todo.height,
+                calls_per_second=settings.limits.calls_per_second,
+                max_concurrency=settings.limits.max_concurrency,
+            )
+            report = DispatchReport()
+            if todo.height:
+                report = asyncio.run(
+                    _dispatch(
+                        settings,
+                        options,
+                        api_key.get_secret_value(),
+                        checkpoint,
+                        run_id,
+                        claimable,
+                        todo,
+                        spec,
+                    )
+                )
+            summary = _finish(settings, table, checkpoint, report, options)
+            checkpoint.end_run(run_id, summary.exit_code, summary.counts)
+        finally:
+            checkpoint.close()
+    log.info("run_end", **summary.as_dict())
+    return summary
+
+
+def _open_for_run(settings: Settings, options: RunOptions) -> Checkpoint:
+    path = settings.checkpoint_path
+    if options.new_campaign and path.exists():
+        aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.old")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(str(path) + suffix)
+            if old.exists():
+                old.replace(Path(str(aside) + suffix))
+        logs.get_logger().warning("checkpoint_set_aside", path=str(aside))
+    checkpoint = Checkpoint.open(path)
+    try:
+        checkpoint.bind_identity(identity_of(settings))
+    except CheckpointError:
+        checkpoint.close()
+        raise
+    return checkpoint
+
+
+async def _dispatch(
+    settings: Settings,
+    options: RunOptions,
+    api_key: str,
+    checkpoint: Checkpoint,
+    run_id: int,
+    claimable: frozenset[Status],
+    todo: pl.DataFrame,
+    spec: RequestSpec,
+) -> DispatchReport:
+    from pydantic import SecretStr
+
+    log = logs.get_logger()
+    limits = settings.limits
+    loop = asyncio.get_running_loop()
+    writer = checkpoint.writer(loop, run_id, claimable)
+    progress = _progress(todo.height, enabled=options.progress)
+
+    def on_outcome(lead: LeadRequest, status: Status, outcome: Outcome, attempts: int) -> None:
+        log.debug(
+            "lead_outcome",
+            row=lead.row,
+            phone=logs.mask_phone(lead.phone),
+            status=status.value,
+            http_status=outcome.http_status,
+            attempts=attempts,
+            error=outcome.message or None,
+        )
+        progress.advance(status.value)
+
+    def on_event(event: str, **fields: Any) -> None:
+        level = log.warning if event in ("stopping", "record_failed", "claim_refused") else log.info
+        level(event, **fields)
+
+    def on_pace(event: str, rate: float) -> None:
+        log.info("pace_change", change=event, calls_per_second=round(rate, 3))
+
+    async with KyzoClient(
+        settings.api.base_url,
+        SecretStr(api_key),
+        settings.api.organization_id,
+        settings.campaign.agent_id,
+        timeout_s=limits.request_timeout_s,
+        max_connections=limits.max_concurrency,
+        ca_bundle=settings.api.ca_bundle,
+    ) as client:
+        dispatcher: Dispatcher
+
+        async def interruptible_sleep(delay: float) -> None:
+            await dispatcher.sleep(delay)
+
+        limiter = RateLimiter(rate=limits.calls_per_second, sleep=interruptible_sleep, on_change=on_pace)
+        dispatcher = Dispatcher(
+            client,
+            writer,
+            limiter,
+            DispatchOptions(
+                max_concurrency=limits.max_concurrency,
+                max_attempts=limits.max_attempts,
+                retry_ambiguous=settings.api.retry_ambiguous,
+                max_retry_after_s=limits.max_retry_after_s,
+                max_consecutive_429=limits.max_consecutive_429,
+                breaker_window=limits.breaker_window,
+                breaker_ratio=limits.breaker_ratio,
+                limit=options.limit,
+            ),
+            on_outcome=on_outcome,
+            on_event=on_event,
+        )
+        _install_signal_handlers(loop, dispatcher)
+        try:
+            report = await dispatcher.run(iter_requests(todo, spec))
+        finally:
+            _remove_signal_handlers(loop)
+            await writer.aclose()
+            progress.close()
+    return report
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> None:
+    def handle(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if dispatcher.stopping:
+            logs.get_logger().warning("second_signal", signal=name, action="stopping immediately")
+            dispatcher.abort()
+        else:
+            logs.get_logger().warning("signal", signal=name, action="finishing calls in flight")
+            dispatcher.stop(StopReason.INTERRUPTED, f"stopped by {name}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle, sig)
+
+
+def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+
+
+def _finish(
+    settings: Settings,
+    table: LeadTable,
+    checkpoint: Checkpoint,
+    report: DispatchReport,
+    options: RunOptions,
+) -> RunSummary:
+    results = build_results(table, checkpoint.states())
+    write_atomic(results, settings.results_path)
+    errors = errors_only(results)
+    write_atomic(errors, settings.errors_path)
+    counts = status_counts(results)
+    code = exit_code_for(counts, report)
+    resume = ""
+    if code == EXIT_STOPPED:
+        resume = (
+            options.command.replace(f" --limit {options.limit}", "") if options.limit else options.command
+        )
+    return RunSummary(
+        campaign=settings.campaign.name,
+        exit_code=code,
+        counts=counts,
+        results_path=settings.results_path,
+        errors_path=settings.errors_path,
+        checkpoint_path=settings.checkpoint_path,
+        report=report,
+        resume_command=resume,
+    )
+
+
+def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec) -> RunSummary:
+    states = _existing_states(settings.checkpoint_path)
+    todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
+    built = sum(1 for _ in iter_requests(todo, spec))
+    results = build_results(table, states)
+    write_atomic(results, settings.results_path)
+    write_atomic(errors_only(results), settings.errors_path)
+    counts = status_counts(results)
+    report = DispatchReport()
+    code = exit_code_for(counts, report)
+    return RunSummary(
+        campaign=settings.campaign.name,
+        exit_code=code,
+        counts=counts,
+        results_path=settings.results_path,
+        errors_path=settings.errors_path,
+        checkpoint_path=None,
+        report=report,
+        dry_run=True,
+        notes=[f"dry run: built {built} request bodies, sent nothing"],
+    )
+
+
+def _existing_states(path: Path) -> pl.DataFrame:
+    if not path.exists():
+        return Checkpoint.empty_states()
+    checkpoint = Checkpoint.open_readonly(path)
+    try:
+        return checkpoint.states()
+    finally:
+        checkpoint.close()
+
+
+# ---------------------------------------------------------------- export and status
+
+
+def export_campaign(settings: Settings) -> RunSummary:
+    """Write the results and errors files again from the checkpoint and the input list."""
+    table = load_table(settings)
+    check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
+    states = _existing_states(settings.checkpoint_path)
+    results = build_results(table, states)
+    write_atomic(results, settings.results_path)
+    write_atomic(errors_only(results), settings.errors_path)
+    counts = status_counts(results)
+    return RunSummary(
+        campaign=settings.campaign.name,
+        exit_code=EXIT_OK,
+        counts=counts,
+        results_path=settings.results_path,
+        errors_path=settings.errors_path,
+        checkpoint_path=settings.checkpoint_path,
+    )
+
+
+def campaign_status(settings: Settings) -> dict[str, Any]:
+    """Counts per status (from the checkpoint and the list), the runs so far, the last errors."""
+    checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
+    try:
+        states = checkpoint.states()
+        runs = checkpoint.runs()
+        meta = checkpoint.meta()
+    finally:
+        checkpoint.close()
+    counts: dict[str, int] = {}
+    try:
+        table = load_table(settings)
+        counts = status_counts(build_results(table, states))
+    except Exception as exc:  # noqa: BLE001 - status must work even if the list moved
+        counts = {s: int(n) for s, n in states["status"].value_counts().iter_rows()}
+        logs.get_logger().warning("lead_list_unavailable", error=str(exc))
+    errors = (
+        states.filter(pl.col("status").is_in(["failed", "unknown"]))
+        .group_by("error")
+        .len()
+        .sort("len", descending=True)
+        .head(10)
+    )
+    return {
+        "campaign": settings.campaign.name,
+        "checkpoint": str(settings.checkpoint_path),
+        "identity": meta,
+        "counts": counts,
+        "runs": runs,
+        "last_errors": [{"error": e, "count": n} for e, n in errors.iter_rows()],
+    }
+
+
+# ---------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A tqdm bar on a TTY, nothing otherwise: callers never branch on it."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self._bar: Any = None
+        self._counts: dict[str, int] = {}
+        self._started = time.monotonic()
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="lead", file=sys.stderr, dynamic_ncols=True)
+
+    def advance(self, status: str) -> None:
+        if self._bar is None:
+            return
+        self._counts[status] = self._counts.get(status, 0) + 1
+        self._bar.update(1)
+        done = self._bar.n
+        elapsed = max(1e-9, time.monotonic() - self._started)
+        self._bar.set_postfix(
+            placed=self._counts.get("placed", 0),
+            failed=self._counts.get("failed", 0),
+            cps=f"{done / elapsed:.1f}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress(total: int, *, enabled: bool) -> _Progress:
+    return _Progress(total, enabled)
+
+
+def rejected_summary(table: LeadTable, examples: int = 5) -> list[dict[str, Any]]:
+    """Rejected and skipped rows grouped by reason, with the first few row numbers."""
+    frame = table.frame.filter(pl.col(PRE_STATUS).is_not_null())
+    reason = pl.col(REASON).str.replace(r"^duplicate of row \d+$", "duplicate")
+    grouped = (
+        frame.with_columns(reason.alias("__why"))
+        .group_by(PRE_STATUS, "__why")
+        .agg(pl.len().alias("count"), pl.col(ROW).head(examples).alias("rows"))
+        .sort(["count", "__why"], descending=[True, False])
+    )
+    return [{"status": s, "reason": why, "count": n, "rows": rows} for s, why, n, rows in grouped.iter_rows()]
+
+
+# ---------------------------------------------------------------- validate
+
+
+def validate_campaign(settings: Settings, *, offline: bool) -> dict[str, Any]:
+    """The preflight report: what would be sent, what would not and why; sends no call."""
+    table = load_table(settings)
+    spec = RequestSpec.build(settings, table.input_columns)
+    states = _existing_states(settings.checkpoint_path)
+    todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
+    dialable = table.dialable().height
+    groups = rejected_summary(table)
+    already = dialable - todo.height
+    if already:
+        done_rows = table.dialable().join(todo.select(KEY), on=KEY, how="anti")[ROW].head(5).to_list()
+        groups.append(
+            {
+                "status": "done",
+                "reason": "already handled in this campaign's checkpoint",
+                "count": already,
+                "rows": done_rows,
+            }
+        )
+    first = next(iter_requests(todo.head(1), spec), None)
+    problems: list[str] = []
+    api_note = "not checked (--offline)"
+    if not offline:
+        api_note, api_problems = asyncio.run(_check_api(settings))
+        problems += api_problems
+    rejected: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    for group in groups:
+        target = rejected if group["status"] == "rejected" else skipped
+        target[group["reason"]] = target.get(group["reason"], 0) + group["count"]
+    first_body = json.loads(logs.redact(json.dumps(first.body))) if first else None
+    return {
+        "config": str(settings.source),
+        "input": str(settings.leads_path),
+        "rows": table.rows,
+        "dialable": todo.height,
+        "already_done": already,
+        "rejected": rejected,
+        "skipped": skipped,
+        "groups": groups,
+        "first_request": first_body,
+        "endpoint": f"POST {settings.api.base_url}/organizations/{settings.api.organization_id}"
+        f"/agents/{settings.campaign.agent_id}/placeCall (x-api-key: {logs.REDACTED})",
+        "api": api_note,
+        "problems": problems,
+    }
+
+
+async def _check_api(settings: Settings) -> tuple[str, list[str]]:
+    """Ask Get Agents whether the configured agent and caller number exist."""
+    if settings.api_key is None:
+        return "not checked", ["KYZO_API_KEY is not set: export the API key, or use --offline"]
+    async with KyzoClient(
+        settings.api.base_url,
+        settings.api_key,
+        settings.api.organization_id,
+        settings.campaign.agent_id,
+        timeout_s=min(10.0, settings.limits.request_timeout_s),
+        ca_bundle=settings.api.ca_bundle,
+    ) as client:
+        answer = await client.list_agents()
+    if answer.status is None:
+        return f"not reachable ({answer.detail}); agent not checked", []
+    if answer.status == 401:
+        return "key rejected", ["the API key was rejected (401): check KYZO_API_KEY"]
+    if answer.status == 404:
+        return "organization not found", [
+            f"organization '{settings.api.organization_id}' was not found (404)"
+        ]
+    if answer.status != 200:
+        return f"answered {answer.status}; agent not checked", []
+    try:
+        agents = json.loads(answer.body)
+    except ValueError:
+        return "answered with a body that is not JSON; agent not checked", []
+    ids = {str(a.get("id")): a for a in agents if isinstance(a, dict)} if isinstance(agents, list) else {}
+    agent = settings.campaign.agent_id
+    if agent not in ids:
+        found = ", ".join(sorted(ids)) or "none"
+        org = settings.api.organization_id
+        return "agent not found", [f"agent '{agent}' is not in organization '{org}' (found: {found})"]
+    numbers = ids[agent].get("phoneNumberIds")
+    number = settings.campaign.from_phone_number_id
+    if isinstance(numbers, list) and number not in numbers:
+        listed = ", ".join(map(str, numbers))
+        return "phone number not found", [
+            f"from_phone_number_id '{number}' is not one of the agent's numbers ({listed})"
+        ]
+    return f"organization, agent '{agent}' and phone number id '{number}' found", []

@@ -1,0 +1,368 @@
+"""The command line: parse, wire, and turn every DialerError into one clear line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from dialer import logs
+from dialer.config import Settings, load_settings
+from dialer.errors import DialerError
+
+app = typer.Typer(
+    name="dialer",
+    help="Dial a lead list through the KyzoAI placeCall API: paced, resumable, at most once per lead.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+ConfigArg = Annotated[Path, typer.Argument(help="Campaign config (TOML).", show_default=False)]
+InputOpt = Annotated[Path | None, typer.Option("--input", help="Lead list; overrides leads.path.")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", help="Results file; overrides output.path.")]
+CheckpointOpt = Annotated[
+    Path | None, typer.Option("--checkpoint", help="Checkpoint file; overrides output.checkpoint.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+
+
+@app.callback()
+def _global(
+    log_format: Annotated[
+        str,
+        typer.Option("--log-format", help="auto (console on a TTY, JSON otherwise), console or json."),
+    ] = "auto",
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", help="Write logs to this file instead of stderr.")
+    ] = None,
+) -> None:
+    """Dial a lead list through the KyzoAI voice-agent API."""
+    os.umask(0o077)  # every file and folder the dialer creates is private to its user
+    if log_format not in ("auto", "console", "json"):
+        raise typer.BadParameter("must be auto, console or json", param_hint="--log-format")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
+    stream = log_file.open("a", encoding="utf-8", buffering=1) if log_file else None
+    logs.configure(log_format, log_level.lower(), stream)  # type: ignore[arg-type]
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    """Run a command body; a DialerError becomes a message on stderr and its exit code."""
+    try:
+        return action()
+    except DialerError as exc:
+        logs.report_error(str(exc), exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        logs.report_error("interrupted", 4)
+        raise typer.Exit(4) from None
+
+
+def _settings(config: Path, **overrides: Any) -> Settings:
+    settings = load_settings(config, **overrides)
+    logs.add_secrets(settings.secrets)
+    return settings
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    input_path: InputOpt = None,
+    output: OutputOpt = None,
+    checkpoint: CheckpointOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Send at most N leads in this run.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Build and check every request; send nothing.")
+    ] = False,
+    calls_per_second: Annotated[
+        float | None, typer.Option("--calls-per-second", help="Overrides limits.calls_per_second.")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", help="Overrides limits.max_concurrency.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Send the failed leads again.")
+    ] = False,
+    redial_unknown: Annotated[
+        bool,
+        typer.Option("--redial-unknown", help="Send leads whose outcome is unknown again (asks first)."),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    new_campaign: Annotated[
+        bool,
+        typer.Option("--new-campaign", help="Set a checkpoint of another campaign aside and start afresh."),
+    ] = False,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="No progress bar, even on a TTY.")
+    ] = False,
+) -> None:
+    """Dial every lead of the list; resumes from the checkpoint by default."""
+    from dialer.campaign import RunOptions, run_campaign
+
+    def body() -> int:
+        settings = _settings(
+            config,
+            input_path=input_path,
+            output_path=output,
+            checkpoint_path=checkpoint,
+            limit_overrides={
+                "calls_per_second": calls_per_second,
+                "max_concurrency": max_concurrency,
+            },
+        )
+        if redial_unknown and not yes:
+            if not sys.stdin.isatty():
+                raise _usage("--redial-unknown may call people twice: add --yes to confirm without a TTY")
+            if not typer.confirm(
+                "Leads with an unknown outcome may already have been called. Call them again?",
+                default=False,
+            ):
+                raise _usage("not confirmed; nothing was sent")
+        command = _resume_command(config, input_path, output, checkpoint, limit)
+        options = RunOptions(
+            limit=limit,
+            dry_run=dry_run,
+            retry_failed=retry_failed,
+            redial_unknown=redial_unknown,
+            new_campaign=new_campaign,
+            progress=not no_progress and sys.stderr.isatty(),
+            command=command,
+        )
+        summary = run_campaign(settings, options)
+        _print_summary(summary)
+        return summary.exit_code
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
+def validate(
+    config: ConfigArg,
+    input_path: InputOpt = None,
+    as_json: JsonOpt = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask the API whether the agent exists.")
+    ] = False,
+) -> None:
+    """Preflight: read and check the list and config, show what would be sent; sends no call."""
+    from dialer.campaign import validate_campaign
+
+    def body() -> int:
+        settings = _settings(config, input_path=input_path)
+        report = validate_campaign(settings, offline=offline)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2, default=str))
+        else:
+            _print_validation(report)
+        return 0 if report["dialable"] > 0 and not report["problems"] else 2
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
+def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt = False) -> None:
+    """Counts per status, the runs so far and the most common errors."""
+    from dialer.campaign import campaign_status
+
+    def body() -> int:
+        settings = _settings(config, checkpoint_path=checkpoint)
+        report = campaign_status(settings)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2, default=str))
+        else:
+            _print_status(report)
+        return 0
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
+def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOpt = None) -> None:
+    """Write the results and errors files again from the checkpoint and the lead list."""
+    from dialer.campaign import export_campaign
+
+    def body() -> int:
+        settings = _settings(config, output_path=output, checkpoint_path=checkpoint)
+        summary = export_campaign(settings)
+        _print_counts(summary.counts)
+        typer.echo(f"results: {summary.results_path}")
+        typer.echo(f"errors:  {summary.errors_path}")
+        return 0
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command("mock-server")
+def mock_server(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8787,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Key to accept; defaults to $KYZO_API_KEY or kyzo-demo-key."),
+    ] = None,
+    organization_id: Annotated[str, typer.Option("--organization-id")] = "org_demo",
+    agent_id: Annotated[str, typer.Option("--agent-id")] = "agent_demo",
+    phone_number_id: Annotated[list[str] | None, typer.Option("--phone-number-id")] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option("--rate-limit", help="Accepted calls per second.")
+    ] = None,
+    retry_after: Annotated[
+        float, typer.Option("--retry-after", help="Retry-After seconds on 429/503.")
+    ] = 1.0,
+    latency_ms: Annotated[float, typer.Option("--latency-ms")] = 0.0,
+    latency_jitter_ms: Annotated[float, typer.Option("--latency-jitter-ms")] = 0.0,
+    ledger: Annotated[Path | None, typer.Option("--ledger", help="JSON-lines file of placed calls.")] = None,
+    drop_rate: Annotated[
+        float, typer.Option("--drop-rate", help="Share of calls placed, then dropped.")
+    ] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", help="Share of requests given an error.")
+    ] = 0.0,
+    error_status: Annotated[
+        str, typer.Option("--error-status", help="Statuses to inject, e.g. 500,502,503.")
+    ] = "500",
+    error_after_place: Annotated[
+        bool, typer.Option("--error-after-place", help="Place the call before erring.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+) -> None:
+    """Run the local Kyzo-compatible server used by the demo, the tests and the benchmarks."""
+    from dialer.server import ServerSettings, serve
+
+    try:
+        statuses = tuple(int(s) for s in error_status.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            "a comma-separated list of HTTP statuses", param_hint="--error-status"
+        ) from None
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        api_key=api_key or os.environ.get("KYZO_API_KEY") or "kyzo-demo-key",
+        organization_id=organization_id,
+        agent_id=agent_id,
+        phone_number_ids=tuple(phone_number_id or ["pn_demo"]),
+        rate_limit=rate_limit,
+        retry_after=retry_after,
+        latency_ms=latency_ms,
+        latency_jitter_ms=latency_jitter_ms,
+        ledger=ledger,
+        drop_rate=drop_rate,
+        error_rate=error_rate,
+        error_statuses=statuses or (500,),
+        error_after_place=error_after_place,
+        seed=seed,
+    )
+
+    def ready(url: str) -> None:
+        typer.echo(f"Kyzo mock server listening on {url}")
+        sys.stdout.flush()
+
+    serve(settings, on_ready=ready)
+
+
+def _usage(message: str) -> DialerError:
+    from dialer.errors import UserError
+
+    return UserError(message)
+
+
+def _resume_command(
+    config: Path,
+    input_path: Path | None,
+    output: Path | None,
+    checkpoint: Path | None,
+    limit: int | None,
+) -> str:
+    parts = ["dialer", "run", str(config)]
+    for flag, value in (
+        ("--input", input_path),
+        ("--output", output),
+        ("--checkpoint", checkpoint),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    if limit is not None:
+        parts += ["--limit", str(limit)]
+    return shlex.join(parts)
+
+
+def _print_counts(counts: dict[str, int]) -> None:
+    typer.echo("  " + "  ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+def _print_summary(summary: Any) -> None:
+    verdicts = {
+        0: "finished: every lead placed or skipped",
+        1: "finished: some leads failed, were rejected or are unknown (see the errors file)",
+        3: "stopped by the API's answers",
+        4: "stopped early; resumable",
+    }
+    title = "dry run" if summary.dry_run else verdicts.get(summary.exit_code, "finished")
+    typer.echo(f"Campaign {summary.campaign}: {title} (exit {summary.exit_code})")
+    _print_counts(summary.counts)
+    report = summary.report
+    if report.sent:
+        rate = f"{report.calls_per_second:.2f} calls/s"
+        typer.echo(f"  sent {report.sent} requests in {report.duration_s:.1f} s ({rate})")
+    if report.stop_message:
+        typer.echo(f"  reason: {logs.redact(report.stop_message)}")
+    for note in summary.notes:
+        typer.echo(f"  {note}")
+    typer.echo(f"  results: {summary.results_path}")
+    typer.echo(f"  errors:  {summary.errors_path}")
+    if summary.checkpoint_path:
+        typer.echo(f"  checkpoint: {summary.checkpoint_path}")
+    if summary.resume_command:
+        typer.echo(f"  resume with: {summary.resume_command}")
+
+
+def _print_validation(report: dict[str, Any]) -> None:
+    typer.echo(f"Lead list {report['input']}: {report['rows']} rows")
+    typer.echo(f"  dialable now: {report['dialable']}")
+    if report["already_done"]:
+        typer.echo(f"  already done in this campaign's checkpoint: {report['already_done']}")
+    for group in report["groups"]:
+        rows = ", ".join(str(r) for r in group["rows"])
+        more = ", ..." if group["count"] > len(group["rows"]) else ""
+        typer.echo(f"  {group['status']} {group['count']}: {group['reason']} (rows {rows}{more})")
+    for problem in report["problems"]:
+        typer.echo(f"  problem: {problem}")
+    if report.get("api"):
+        typer.echo(f"  API: {report['api']}")
+    if report["first_request"] is not None:
+        typer.echo("  first request body:")
+        typer.echo(
+            "    " + json.dumps(report["first_request"], indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        )
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    typer.echo(f"Campaign {report['campaign']} ({report['checkpoint']})")
+    _print_counts(report["counts"])
+    typer.echo("  runs:")
+    for run_ in report["runs"]:
+        typer.echo(
+            f"    #{run_['id']} {run_['started_at']} -> {run_['ended_at'] or '(no end recorded)'} "
+            f"exit {run_['exit_code'] if run_['exit_code'] is not None else '-'} {run_['counts'] or ''}"
+        )
+    if report["last_errors"]:
+        typer.echo("  most common errors:")
+        for item in report["last_errors"]:
+            typer.echo(f"    {item['count']} x {item['error']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,213 @@
+"""The Kyzo API client and the one table that says what every answer means.
+
+httpx exceptions are translated here, once, into a `Failure` kind; `classify` then maps
+(status, body, failure) to an `Outcome` whose `Action` the dispatcher obeys. The only
+question that matters for a phone call: could the request have reached the server?
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+
+class Action(enum.Enum):
+    PLACED = "placed"
+    FAILED = "failed"  # a clear refusal: not placed, not retried automatically
+    UNKNOWN = "unknown"  # may have been placed: never retried automatically
+    RETRY = "retry"  # certainly not placed: safe to send again
+    STOP = "stop"  # the whole run must stop (wrong key, agent, organization)
+
+
+class Failure(enum.Enum):
+    """Transport failures, by whether the request could have reached the server."""
+
+    NOT_SENT = "not sent"  # connect error/timeout, pool timeout: the body never left
+    AMBIGUOUS = "no answer"  # write/read error or timeout, dropped connection, bad response
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    message: str = ""
+    http_status: int | None = None
+    call_id: str | None = None
+    retry_after: float | None = None  # seconds the server asked us to pause
+    cut_rate: bool = False  # a 429: the limiter should slow down, not only pause
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back for one request, free of httpx types."""
+
+    status: int | None = None
+    body: bytes = b""
+    headers: Mapping[str, str] | None = None
+    failure: Failure | None = None
+    detail: str = ""
+
+
+def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | None = None) -> Outcome:
+    """Map one answer to an action; the README reproduces this table."""
+    unknown_or_retry = Action.RETRY if retry_ambiguous else Action.UNKNOWN
+    status = answer.status
+    if answer.failure is Failure.NOT_SENT:
+        return Outcome(Action.RETRY, f"request not sent: {answer.detail}")
+    if answer.failure is Failure.AMBIGUOUS or status is None:
+        return Outcome(unknown_or_retry, f"no answer, the call may have been placed: {answer.detail}")
+    headers = {k.lower(): v for k, v in (answer.headers or {}).items()}
+    message = _server_message(answer.body)
+    if status == 200:
+        payload = _json(answer.body)
+        call_id = payload.get("callId") if isinstance(payload, dict) else None
+        if (
+            isinstance(payload, dict)
+            and payload.get("success") is True
+            and isinstance(call_id, str)
+            and call_id
+        ):
+            return Outcome(Action.PLACED, "", status, call_id)
+        return Outcome(
+            Action.UNKNOWN, "200 without success and callId: the call may have been placed", status
+        )
+    if 300 <= status < 400:
+        where = headers.get("location", "no Location")
+        return Outcome(Action.UNKNOWN, f"redirect {status} to {where} not followed", status)
+    if status == 400:
+        return Outcome(Action.FAILED, message or "bad request", status)
+    if status == 401:
+        return Outcome(Action.STOP, "the API key was rejected (401): check KYZO_API_KEY", status)
+    if status == 403:
+        return Outcome(Action.STOP, f"the API key is not allowed to place calls (403): {message}", status)
+    if status == 404:
+        return Outcome(Action.STOP, f"organization or agent not found (404): {message}", status)
+    if status == 429:
+        pause = parse_retry_after(headers.get("retry-after"), now)
+        return Outcome(
+            Action.RETRY, f"rate limited (429){_said(message)}", status, None, pause, cut_rate=True
+        )
+    if status == 503 and "retry-after" in headers:
+        pause = parse_retry_after(headers.get("retry-after"), now)
+        return Outcome(Action.RETRY, f"service unavailable (503){_said(message)}", status, None, pause)
+    if 400 <= status < 500:
+        return Outcome(Action.FAILED, f"refused ({status}){_said(message)}", status)
+    return Outcome(
+        unknown_or_retry,
+        f"server error ({status}), the call may have been placed{_said(message)}",
+        status,
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _server_message(body: bytes) -> str:
+    payload = _json(body)
+    if isinstance(payload, dict) and isinstance(payload.get("message"), str):
+        return str(payload["message"])[:500]
+    text = body.decode("utf-8", errors="replace").strip()
+    return text[:200]
+
+
+def _said(message: str) -> str:
+    return f": {message}" if message else ""
+
+
+class KyzoClient:
+    """One connection pool for the run; `place_call` never raises for an API answer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        organization_id: str,
+        agent_id: str,
+        *,
+        timeout_s: float = 30.0,
+        max_connections: int = 10,
+        ca_bundle: Path | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.organization_id = organization_id
+        self.agent_id = agent_id
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            verify = ssl.create_default_context(cafile=str(ca_bundle))
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"x-api-key": api_key.get_secret_value(), "content-type": "application/json"},
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+            verify=verify,
+            transport=transport,
+            trust_env=False,
+        )
+        self._place_path = f"/organizations/{organization_id}/agents/{agent_id}/placeCall"
+
+    async def __aenter__(self) -> KyzoClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def place_call(self, body: Mapping[str, Any]) -> Answer:
+        return await self._send("POST", self._place_path, json.dumps(body).encode())
+
+    async def list_agents(self) -> Answer:
+        return await self._send("GET", f"/organizations/{self.organization_id}/agents", None)
+
+    async def list_campaigns(self) -> Answer:
+        return await self._send("GET", f"/organizations/{self.organization_id}/campaigns", None)
+
+    async def _send(self, method: str, path: str, content: bytes | None) -> Answer:
+        try:
+            response = await self._http.request(method, path, content=content)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Answer(failure=Failure.NOT_SENT, detail=_describe(exc))
+        except httpx.TransportError as exc:
+            return Answer(failure=Failure.AMBIGUOUS, detail=_describe(exc))
+        except httpx.DecodingError as exc:
+            return Answer(failure=Failure.AMBIGUOUS, detail=_describe(exc))
+        return Answer(status=response.status_code, body=response.content, headers=dict(response.headers))
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,340 @@
+"""The campaign config: TOML validated by pydantic, with every problem reported at once.
+
+Strings may reference the environment as `${env:NAME}`; the resolved values are remembered as
+secrets so that logs can redact them. The API key never comes from the file: `KYZO_API_KEY`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dialer.errors import ConfigError
+
+API_KEY_ENV = "KYZO_API_KEY"
+BASE_URL_ENV = "KYZO_BASE_URL"
+MAX_CALLS_PER_SECOND = 10_000.0
+TOOL_TYPES = ("sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook")
+
+_ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ApiConfig(_Strict):
+    base_url: str
+    organization_id: str = Field(min_length=1)
+    retry_ambiguous: bool = False
+    allow_insecure_http: bool = False
+    ca_bundle: Path | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://api.kyzo.ai/v1")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _no_key_over_plain_http(self) -> ApiConfig:
+        if is_insecure_remote(self.base_url) and not self.allow_insecure_http:
+            raise ValueError(
+                f"base_url {self.base_url} is plain http:// to a non-loopback host: the API key "
+                "would travel unencrypted. Use https://, or set api.allow_insecure_http = true"
+            )
+        return self
+
+
+class CampaignConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    agent_id: str = Field(min_length=1)
+    from_phone_number_id: str = Field(min_length=1)
+
+
+class ColumnsConfig(_Strict):
+    phone: str = Field(min_length=1)
+    email: str | None = None
+    reference_id: str | None = None
+    timezone: str | None = None
+
+
+class LeadsConfig(_Strict):
+    path: Path
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    columns: ColumnsConfig
+    agent_params: dict[str, str] = Field(default_factory=dict)
+    required: list[str] = Field(default_factory=list)
+    allowed_regions: list[str] | None = None
+    dedupe: Literal["phone", "reference_id", "none"] = "phone"
+    do_not_call: Path | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _required_are_params(self) -> LeadsConfig:
+        unknown = [name for name in self.required if name not in self.agent_params]
+        if unknown:
+            raise ValueError(
+                f"required names {unknown} are not keys of [leads.agent_params] ({sorted(self.agent_params)})"
+            )
+        if self.dedupe == "reference_id" and not self.columns.reference_id:
+            raise ValueError('dedupe = "reference_id" needs leads.columns.reference_id')
+        return self
+
+
+class ToolConfig(_Strict):
+    tool_type: Literal["sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook"]
+    execution_order: int = Field(ge=0)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class LimitsConfig(_Strict):
+    calls_per_second: float = Field(default=5.0, gt=0, le=MAX_CALLS_PER_SECOND)
+    max_concurrency: int = Field(default=10, ge=1, le=1000)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_retry_after_s: float = Field(default=120.0, gt=0)
+    max_consecutive_429: int = Field(default=20, ge=1)
+    breaker_window: int = Field(default=50, ge=1)
+    breaker_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
+class OutputConfig(_Strict):
+    path: Path | None = None
+    errors_path: Path | None = None
+    checkpoint: Path | None = None
+
+
+class CampaignFile(_Strict):
+    """The TOML document as written; paths not yet defaulted."""
+
+    api: ApiConfig
+    campaign: CampaignConfig
+    leads: LeadsConfig
+    tools: list[ToolConfig] = Field(default_factory=list)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs: the validated file plus environment and command-line overrides."""
+
+    source: Path
+    file: CampaignFile
+    api_key: SecretStr | None
+    secrets: frozenset[str]
+    fingerprint: str
+    results_path: Path
+    errors_path: Path
+    checkpoint_path: Path
+    leads_path: Path
+
+    @property
+    def api(self) -> ApiConfig:
+        return self.file.api
+
+    @property
+    def campaign(self) -> CampaignConfig:
+        return self.file.campaign
+
+    @property
+    def leads(self) -> LeadsConfig:
+        return self.file.leads
+
+    @property
+    def limits(self) -> LimitsConfig:
+        return self.file.limits
+
+    def require_api_key(self) -> SecretStr:
+        if self.api_key is None:
+            raise ConfigError(
+                str(self.source),
+                [f"the environment variable {API_KEY_ENV} is not set: export the Kyzo API key"],
+            )
+        return self.api_key
+
+
+def load_settings(
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    input_path: Path | None = None,
+    output_path: Path | None = None,
+    checkpoint_path: Path | None = None,
+    limit_overrides: Mapping[str, float | int | None] | None = None,
+) -> Settings:
+    """Read, resolve and validate a campaign file; raise ConfigError listing every problem."""
+    environ = os.environ if env is None else env
+    source = str(path)
+    try:
+        raw_text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        document = tomllib.loads(raw_text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(source, ["the file is not UTF-8 text; save it as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+
+    fingerprint = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    secrets: set[str] = set()
+    missing: list[str] = []
+    resolved = _resolve_env(document, environ, secrets, missing, ())
+    problems = list(dict.fromkeys(missing))
+
+    if environ.get(BASE_URL_ENV) and isinstance(resolved.get("api"), dict):
+        resolved["api"]["base_url"] = environ[BASE_URL_ENV]
+    if limit_overrides and isinstance(resolved.get("limits", {}), dict):
+        limits = dict(resolved.get("limits", {}))
+        limits.update({k: v for k, v in limit_overrides.items() if v is not None})
+        resolved["limits"] = limits
+
+    try:
+        parsed = CampaignFile.model_validate(resolved)
+    except ValidationError as exc:
+        problems.extend(_describe(exc))
+    if problems:
+        raise ConfigError(source, problems)
+
+    name = parsed.campaign.name
+    out = parsed.output
+    key = environ.get(API_KEY_ENV)
+    api_key = SecretStr(key) if key else None
+    if key:
+        secrets.add(key)
+    return Settings(
+        source=path,
+        file=parsed,
+        api_key=api_key,
+        secrets=frozenset(s for s in secrets if s),
+        fingerprint=fingerprint,
+        results_path=output_path or out.path or Path("out") / f"{name}.results.csv",
+        errors_path=out.errors_path or Path("out") / f"{name}.errors.csv",
+        checkpoint_path=checkpoint_path or out.checkpoint or Path("out") / f"{name}.checkpoint.db",
+        leads_path=input_path or parsed.leads.path,
+    )
+
+
+def is_insecure_remote(url: str) -> bool:
+    """True for plain http:// to anything but a loopback address."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _resolve_env(
+    value: Any,
+    environ: Mapping[str, str],
+    secrets: set[str],
+    missing: list[str],
+    where: tuple[str | int, ...],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, environ, secrets, missing, (*where, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, environ, secrets, missing, (*where, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${env:" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not _ENV_NAME.fullmatch(name):
+            missing.append(f"{_dotted(where)}: '${{env:{name}}}' is not a valid variable name")
+            return ""
+        if name not in environ:
+            missing.append(
+                f"{_dotted(where)}: the environment variable {name} is not set "
+                f"(referenced as ${{env:{name}}})"
+            )
+            return ""
+        secrets.add(environ[name])
+        return environ[name]
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """Turn pydantic errors into lines that name the key and say what to do."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = _dotted(error["loc"])
+        if error["type"] == "extra_forbidden":
+            key = str(error["loc"][-1])
+            hint = _did_you_mean(key, _known_keys(error["loc"][:-1]))
+            problems.append(f"{location}: unknown key{hint}")
+        elif error["type"] == "missing":
+            problems.append(f"{location}: required key is missing")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{location}: {message}")
+    return problems
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] | None = CampaignFile
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = _model_in(annotation)
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    return f" (known keys: {', '.join(known)})" if known else ""
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"

@@ -1,0 +1,59 @@
+"""One exception root for the dialer, branched by what the caller must do.
+
+    DialerError                 anything the CLI turns into a clean message
+    ├── UserError               fix the input and run again; nothing was sent (exit 2)
+    │   ├── ConfigError         the campaign file or the environment is wrong
+    │   ├── LeadsError          the lead list cannot be read or mapped
+    │   ├── CheckpointError     the checkpoint is foreign, corrupt or from another campaign
+    │   └── OutputError         an output file or folder cannot be written
+    └── AlreadyRunning          another run holds the checkpoint (exit 5)
+
+API answers are not exceptions: `client.classify` turns each into an `Outcome` whose action
+says what to do (placed, failed, unknown, retry, stop), and the dispatcher acts on it.
+"""
+
+from __future__ import annotations
+
+
+class DialerError(Exception):
+    """Root of every error the CLI reports without a traceback."""
+
+    exit_code = 1
+
+
+class UserError(DialerError):
+    """Bad config, input or environment: nothing was sent; fix and rerun."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """The campaign config or an environment variable it needs is wrong."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: the campaign config has {_count(problems)}:\n{lines}")
+
+
+class LeadsError(UserError):
+    """The lead list cannot be read or does not have the mapped columns."""
+
+
+class CheckpointError(UserError):
+    """The checkpoint file is unusable for this campaign; it was left untouched."""
+
+
+class OutputError(UserError):
+    """An output path cannot be written; checked before any call is sent."""
+
+
+class AlreadyRunning(DialerError):
+    """Another process holds the checkpoint lock."""
+
+    exit_code = 5
+
+
+def _count(problems: list[str]) -> str:
+    return "1 problem" if len(problems) == 1 else f"{len(problems)} problems"

@@ -1,0 +1,88 @@
+"""Pacing: a burst-free slot scheduler with a global pause and AIMD after 429s.
+
+Each `acquire` takes the next send slot. Slots are spaced 1/rate apart and scheduled from the
+later of now and the previous slot, so a late wake-up (an event-loop stall) never turns into a
+catch-up burst. The clock and the sleep are injected: tests run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+DECREASE_FACTOR = 0.5
+MIN_RATE_FRACTION = 0.02
+
+
+@dataclass
+class RateLimiter:
+    """Hands out send slots at `rate` per second; `pause` stops everyone for a while."""
+
+    rate: float
+    sleep: Sleep
+    clock: Clock = time.monotonic
+    on_change: Callable[[str, float], None] | None = None
+    target: float = field(init=False)
+    _next_slot: float = field(init=False, default=0.0)
+    _paused_until: float = field(init=False, default=0.0)
+    _last_increase: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError("rate must be positive")
+        self.target = self.rate
+        self._last_increase = self.clock()
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    def reserve(self) -> float:
+        """Book the next slot and return how long to wait for it (pure, no sleeping)."""
+        now = self.clock()
+        self._climb(now)
+        slot = max(now, self._next_slot, self._paused_until)
+        self._next_slot = slot + self.interval
+        return slot - now
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await self.sleep(delay)
+
+    def pause(self, seconds: float, *, cut_rate: bool) -> None:
+        """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease)."""
+        now = self.clock()
+        until = now + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self._next_slot = max(self._next_slot, until)
+        if cut_rate:
+            floor = self.target * MIN_RATE_FRACTION
+            new_rate = max(floor, self.rate * DECREASE_FACTOR)
+            if new_rate < self.rate:
+                self.rate = new_rate
+                self._notify("decrease", new_rate)
+            self._last_increase = max(now, until)
+
+    def _climb(self, now: float) -> None:
+        """Additive increase: regain 5% of the target per second without a 429."""
+        if self.rate >= self.target:
+            self._last_increase = now
+            return
+        elapsed = now - self._last_increase
+        if elapsed <= 0:
+            return
+        step = self.target * 0.05 * elapsed
+        self.rate = min(self.target, self.rate + step)
+        self._last_increase = now
+        if self.rate >= self.target:
+            self._notify("restored", self.rate)
+
+    def _notify(self, event: str, rate: float) -> None:
+        if self.on_change is not None:
+            self.on_change(event, rate)

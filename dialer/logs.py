@@ -1,0 +1,102 @@
+"""Logging: structlog to stderr, console lines on a TTY and JSON lines otherwise, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "console", "json"]
+REDACTED = "***"
+_secrets: set[str] = set()
+
+
+def add_secrets(values: Iterable[str]) -> None:
+    """Remember values that must never be printed (API key, resolved ${env:...})."""
+    _secrets.update(v for v in values if v and len(v) >= 4)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, BaseException):
+        return redact(str(value))
+    return value
+
+
+def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    if not _secrets:
+        return event
+    return {k: _redact_value(v) for k, v in event.items()}
+
+
+def mask_phone(phone: str | None) -> str:
+    """+14155550132 -> +1415*****32: enough to tell leads apart in a log, not to dial them."""
+    if not phone:
+        return ""
+    if len(phone) <= 7:
+        return "*" * len(phone)
+    return phone[:5] + "*" * (len(phone) - 7) + phone[-2:]
+
+
+def configure(
+    fmt: LogFormat = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+) -> None:
+    """Set up structlog once per process; `auto` picks console on a TTY and JSON otherwise."""
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not _is_tty(out))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=_is_tty(out))
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_processor,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def get_logger() -> Any:
+    return structlog.get_logger("dialer")
+
+
+def report_error(message: str, exit_code: int, stream: TextIO | None = None) -> None:
+    """A user-facing error: plain text on a TTY, one JSON log line otherwise; never a traceback."""
+    out = stream or sys.stderr
+    message = redact(message)
+    if _is_tty(out):
+        print(f"error: {message}", file=out)
+    else:
+        get_logger().error("error", message=message, exit_code=exit_code)
