@@ -1,0 +1,52 @@
+# Two commands matter on a fresh machine: `make demo` and `make test`. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_KEY := kyzo-demo-key
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## demo: start the local Kyzo server on a free port, run the sample campaign, print the summary
+demo: setup
+	@set -euo pipefail; \
+	rm -f out/real-estate-q3.*; \
+	log=$$(mktemp); \
+	KYZO_API_KEY=$(DEMO_KEY) $(BIN)/dialer mock-server --port 0 --ledger out/demo-ledger.jsonl >$$log 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null; rm -f $$log' EXIT; \
+	for _ in $$(seq 100); do grep -q 'listening on' $$log && break; sleep 0.1; done; \
+	url=$$(sed -n 's/.*listening on //p' $$log | head -n1); \
+	test -n "$$url" || { cat $$log; echo "the local Kyzo server did not start"; exit 1; }; \
+	echo "local Kyzo server: $$url"; \
+	code=0; KYZO_API_KEY=$(DEMO_KEY) KYZO_BASE_URL=$$url $(BIN)/dialer --log-format console run configs/example.toml --no-progress || code=$$?; \
+	if [ $$code -gt 1 ]; then echo "demo failed: dialer run exited $$code"; exit $$code; fi; \
+	echo "demo finished (dialer run exited $$code: the sample list has a few bad rows on purpose, see the errors file)"
+
+lint: setup
+	$(BIN)/ruff check dialer tests benchmarks
+	$(BIN)/ruff format --check dialer tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+## test: lint, type check and the whole test suite
+test: lint typecheck unit
+
+## bench: speed and memory figures (not part of `make test`)
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
