@@ -115,6 +115,11 @@ class Dispatcher:
         self._consecutive_429 = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.report = DispatchReport()
+        self._backoff = wait_exponential_jitter(
+            multiplier=options.backoff_initial_s,
+            max=options.backoff_max_s,
+            jitter=options.backoff_initial_s,
+        )
 
     # -- control
 
@@ -226,10 +231,7 @@ class Dispatcher:
         outcome = state.outcome.result() if state.outcome and not state.outcome.failed else None
         if outcome is not None and outcome.http_status in (429, 503):
             return 0.0
-        backoff = wait_exponential_jitter(
-            initial=self._options.backoff_initial_s, max=self._options.backoff_max_s
-        )
-        return float(backoff(state))
+        return float(self._backoff(state))
 
     def _after_answer(self, lead: LeadRequest, outcome: Outcome, attempts: int) -> None:
         """React to pacing signals at once, before other workers send more."""

@@ -1,6 +1,6 @@
 """A local Kyzo-compatible server for the demo, the tests and the benchmarks.
 
-It implements `/work/shared/kyzo-api.md` on its own (it imports nothing from the rest of `dialer`),
+It implements the API contract (README, "The Kyzo API") on its own (it imports nothing from the rest of `dialer`),
 so a client bug cannot hide behind shared validation code. On top of the contract it counts what it
 saw, writes every placed call to a JSON-lines ledger and injects the faults a real API has:
 latency, rate limiting, error statuses and connections dropped after the call was placed.

@@ -1,0 +1,164 @@
+"""Builders shared by the integration tests: lead lists, campaign files, the CLI, the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import polars as pl
+from typer.testing import CliRunner
+
+from dialer.cli import app
+
+API_KEY = "test-key-7f3a9c2e51"
+AREA_CODES = ("415", "212", "312", "617", "206", "512", "303", "305")
+
+
+def valid_numbers(count: int, seed: int = 1) -> list[str]:
+    """Distinct E.164 numbers that phonenumbers accepts as valid US numbers."""
+    rng = random.Random(seed)
+    found: dict[str, None] = {}
+    while len(found) < count:
+        candidate = f"+1{rng.choice(AREA_CODES)}{rng.randint(200, 989)}{rng.randint(0, 9999):04d}"
+        if phonenumbers.is_valid_number(phonenumbers.parse(candidate)):
+            found[candidate] = None
+    return list(found)
+
+
+def lead_rows(count: int, seed: int = 1) -> list[dict[str, str]]:
+    return [
+        {
+            "crm_id": f"CRM-{i:06d}",
+            "first_name": f"Name{i}",
+            "city": "Springfield",
+            "phone": phone,
+            "email": f"lead{i}@example.com",
+        }
+        for i, phone in enumerate(valid_numbers(count, seed))
+    ]
+
+
+def write_leads(path: Path, rows: Sequence[Mapping[str, str]]) -> Path:
+    frame = pl.DataFrame(list(rows))
+    if path.suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_csv(path)
+    return path
+
+
+def write_config(
+    folder: Path,
+    base_url: str,
+    leads: Path,
+    *,
+    limits: Mapping[str, Any] | None = None,
+    extra: str = "",
+    agent_id: str = "agent_demo",
+    from_phone_number_id: str = "pn_demo",
+    results_suffix: str = ".csv",
+    tools: bool = True,
+) -> Path:
+    """A campaign file whose outputs all live in `folder`."""
+    settings = {"calls_per_second": 10000, "max_concurrency": 8, "max_attempts": 3, "request_timeout_s": 10}
+    settings.update(limits or {})
+    limit_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    tool_block = textwrap.dedent(
+        """
+        [[tools]]
+        tool_type = "sentiment"
+        execution_order = 0
+        args = { language = "English" }
+
+        [[tools]]
+        tool_type = "whatsapp"
+        execution_order = 1
+        args = { CLIENT_WHATSAPP_PHONE_NUMBER = "+19999999999", customerName = "${first_name}", campaignName = "Q3" }
+        """
+    )
+    text = f"""
+[api]
+base_url = "{base_url}"
+organization_id = "org_demo"
+
+[campaign]
+name = "test-campaign"
+agent_id = "{agent_id}"
+from_phone_number_id = "{from_phone_number_id}"
+
+[leads]
+path = "{leads}"
+default_region = "US"
+
+[leads.columns]
+phone = "phone"
+email = "email"
+reference_id = "crm_id"
+
+[leads.agent_params]
+first_name = "first_name"
+city = "city"
+{tool_block if tools else ""}
+[limits]
+{limit_lines}
+
+[output]
+path = "{folder / ("results" + results_suffix)}"
+errors_path = "{folder / ("errors" + results_suffix)}"
+checkpoint = "{folder / "checkpoint.db"}"
+{extra}
+"""
+    path = folder / "campaign.toml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(
+    args: Sequence[str], *, api_key: str | None = API_KEY, env: Mapping[str, str] | None = None
+) -> Any:
+    """Run `dialer ARGS` in-process; returns click's Result (stdout, stderr, exit_code)."""
+    environment = {"KYZO_API_KEY": api_key, "KYZO_BASE_URL": None}
+    environment.update(env or {})
+    return CliRunner().invoke(app, list(args), env=environment, catch_exceptions=False)
+
+
+def dialer_subprocess(
+    args: Sequence[str], *, api_key: str = API_KEY, env: Mapping[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
+    """Start `python -m dialer ARGS` as a real process (for signals and crashes)."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("KYZO_BASE_URL",)}
+    environment["KYZO_API_KEY"] = api_key
+    environment.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "dialer", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_results(path: Path) -> pl.DataFrame:
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    return pl.read_csv(path, infer_schema=False)
+
+
+def json_logs(stderr: str) -> list[dict[str, Any]]:
+    """Every stderr line must be a JSON object when stderr is not a TTY."""
+    return [json.loads(line) for line in stderr.splitlines() if line.strip()]
