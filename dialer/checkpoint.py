@@ -280,7 +280,8 @@ class Checkpoint:
 
     def runs(self) -> list[dict[str, Any]]:
         cursor = self._db.execute(
-            "SELECT id, started_at, ended_at, pid, host, command, exit_code, counts FROM runs ORDER BY id"
+            "SELECT id, started_at, ended_at, pid, host, command, config_fingerprint, input_fingerprint,"
+            " exit_code, counts FROM runs ORDER BY id"
         )
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -16,6 +16,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 DECREASE_FACTOR = 0.5
 MIN_RATE_FRACTION = 0.02
+# 429s answered to requests already in flight describe one congestion event, not several:
+# cut the rate at most once per this many seconds.
+CUT_COOLDOWN_S = 1.0
 
 
 @dataclass
@@ -30,6 +33,7 @@ class RateLimiter:
     _next_slot: float = field(init=False, default=0.0)
     _paused_until: float = field(init=False, default=0.0)
     _last_increase: float = field(init=False, default=0.0)
+    _last_cut: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -55,19 +59,24 @@ class RateLimiter:
             await self.sleep(delay)
 
     def pause(self, seconds: float, *, cut_rate: bool) -> None:
-        """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease)."""
+        """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease).
+
+        The climb back starts when the pause ends, whichever 429 of a burst came last.
+        """
         now = self.clock()
         until = now + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             self._next_slot = max(self._next_slot, until)
-        if cut_rate:
+        if cut_rate and now - self._last_cut >= CUT_COOLDOWN_S:
+            self._last_cut = now
             floor = self.target * MIN_RATE_FRACTION
             new_rate = max(floor, self.rate * DECREASE_FACTOR)
             if new_rate < self.rate:
                 self.rate = new_rate
                 self._notify("decrease", new_rate)
-            self._last_increase = max(now, until)
+        if cut_rate:
+            self._last_increase = max(self._last_increase, now, until)
 
     def _climb(self, now: float) -> None:
         """Additive increase: regain 5% of the target per second without a 429."""

@@ -1,9 +1,10 @@
 """A local Kyzo-compatible server for the demo, the tests and the benchmarks.
 
-It implements the API contract (README, "The Kyzo API") on its own (it imports nothing from the rest of `dialer`),
-so a client bug cannot hide behind shared validation code. On top of the contract it counts what it
-saw, writes every placed call to a JSON-lines ledger and injects the faults a real API has:
-latency, rate limiting, error statuses and connections dropped after the call was placed.
+It implements the API contract (README, "The Kyzo API") on its own: it imports nothing from the
+rest of `dialer`, so a client bug cannot hide behind shared validation code. On top of the
+contract it counts what it saw, writes every placed call to a JSON-lines ledger and injects the
+faults a real API has: latency, rate limiting, error statuses and connections dropped after the
+call was placed.
 """
 
 from __future__ import annotations
