@@ -204,22 +204,16 @@ class Checkpoint:
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Checkpoint:
         """Open or create; a foreign or corrupt file is refused and left as it was."""
-        exists = path.exists()
-        if exists:
+        if path.exists():
             _verify_ours(path)
         elif not create:
             raise CheckpointError(f"{path}: no checkpoint yet (no run of this campaign so far)")
         else:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            _create(path)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            if not exists:
-                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise CheckpointError(f"{path}: cannot open the checkpoint ({exc})") from None
         return cls(path, db)
@@ -344,6 +338,28 @@ class Checkpoint:
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
             raise CheckpointError(f"{self.path}: cannot write the checkpoint ({exc})") from None
+
+
+def _create(path: Path) -> None:
+    """Build the empty checkpoint beside its final name, then rename: a crash leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    temp.unlink(missing_ok=True)
+    os.close(os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        db = sqlite3.connect(temp, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+        with temp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        temp.replace(path)
+    except (OSError, sqlite3.Error) as exc:
+        temp.unlink(missing_ok=True)
+        raise CheckpointError(f"{path}: cannot create the checkpoint ({exc})") from None
 
 
 def _verify_ours(path: Path) -> None:

@@ -111,6 +111,16 @@ class ToolConfig(_Strict):
     execution_order: int = Field(ge=0)
     args: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("args")
+    @classmethod
+    def _json_values(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # TOML has dates, times and nan; the placeCall body is JSON, which has none of them.
+        try:
+            json.dumps(args, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{exc}; write dates and times as quoted strings") from None
+        return args
+
 
 class LimitsConfig(_Strict):
     calls_per_second: float = Field(default=5.0, gt=0, le=MAX_CALLS_PER_SECOND)
