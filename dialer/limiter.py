@@ -34,6 +34,7 @@ class RateLimiter:
     _paused_until: float = field(init=False, default=0.0)
     _last_increase: float = field(init=False, default=0.0)
     _last_cut: float = field(init=False, default=float("-inf"))
+    _pauses: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -54,9 +55,14 @@ class RateLimiter:
         return slot - now
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await self.sleep(delay)
+        """Wait for a slot; a pause that starts while we wait voids the slot booked before it."""
+        while True:
+            pauses = self._pauses
+            delay = self.reserve()
+            if delay > 0:
+                await self.sleep(delay)
+            if self._pauses == pauses or self.clock() >= self._paused_until:
+                return
 
     def pause(self, seconds: float, *, cut_rate: bool) -> None:
         """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease).
@@ -66,6 +72,7 @@ class RateLimiter:
         now = self.clock()
         until = now + max(0.0, seconds)
         if until > self._paused_until:
+            self._pauses += 1
             self._paused_until = until
             self._next_slot = max(self._next_slot, until)
         if cut_rate and now - self._last_cut >= CUT_COOLDOWN_S:

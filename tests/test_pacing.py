@@ -1,0 +1,154 @@
+"""Pacing, retries and the circuit breaker, seen from the local server's side."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import KyzoServer
+from helpers import json_logs, lead_rows, read_results, run_cli, write_config, write_leads
+
+
+def test_rate_never_exceeds_the_configured_limit(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """At 25 calls/s the server never sees more than 26 calls in any 1-second window."""
+    server = start_server()
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(75))
+    config = write_config(
+        tmp_path, server.base_url, leads, limits={"calls_per_second": 25, "max_concurrency": 10}
+    )
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 0
+    metrics = server.metrics()
+    assert metrics["placed"] == 75
+    assert metrics["max_accepted_in_any_1s_window"] <= 26
+    assert max(metrics["accepted_per_second"].values()) <= 26
+
+
+def test_fractional_rate(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
+    """0.5 calls/s spaces calls two seconds apart."""
+    server = start_server()
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    config = write_config(tmp_path, server.base_url, leads, limits={"calls_per_second": 0.5})
+
+    assert run_cli(["run", str(config)]).exit_code == 0
+    stamps = sorted(call["ts"] for call in server.calls())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(gap >= 1.9 for gap in gaps), gaps
+
+
+@pytest.mark.slow
+def test_server_limit_below_configured_rate_places_everyone(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """Configured 40/s against a server allowing 20/s: all placed, under 5% 429s, nobody failed."""
+    server = start_server(rate_limit=20, retry_after=0.5)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(200))
+    config = write_config(
+        tmp_path,
+        server.base_url,
+        leads,
+        limits={"calls_per_second": 40, "max_concurrency": 10, "max_attempts": 10},
+    )
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 0, result.stdout
+    metrics = server.metrics()
+    assert metrics["placed"] == 200
+    share = metrics["status_counts"].get("429", 0) / metrics["requests"]
+    assert share < 0.05, metrics["status_counts"]
+    assert metrics["max_accepted_in_any_1s_window"] <= 20
+    pace = [e for e in json_logs(result.stderr) if e["event"] == "pace_change"]
+    assert pace and pace[0]["change"] == "decrease"
+
+
+def test_random_server_errors_end_unknown_and_ledger_agrees(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """Random 500/502/504 (after placing) end unknown, are never retried, and the ledger has them all."""
+    server = start_server(error_rate=0.3, error_statuses=(500, 502, 504), error_after_place=True, seed=11)
+    rows = lead_rows(60)
+    leads = write_leads(tmp_path / "leads.csv", rows)
+    config = write_config(tmp_path, server.base_url, leads, limits={"max_concurrency": 1})
+
+    result = run_cli(["run", str(config)])
+
+    results = read_results(tmp_path / "results.csv")
+    statuses = Counter(results["dialer_status"].to_list())
+    assert result.exit_code == 1
+    assert statuses["unknown"] > 5
+    assert statuses["placed"] + statuses["unknown"] == 60
+    assert server.metrics()["requests"] == 60  # nothing retried
+    ledger = {c["referenceId"] for c in server.calls()}
+    assert ledger == set(results["crm_id"])  # every call, answered or not, was placed
+    errored = {c["referenceId"] for c in server.calls() if "error_status" in c}
+    unknown = set(results.filter(results["dialer_status"] == "unknown")["crm_id"])
+    assert errored == unknown
+
+
+def test_systematic_400_trips_the_breaker(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
+    """Every lead refused with the same message: the run stops (exit 3) within the window, rest pending."""
+    server = start_server()
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(150))
+    config = write_config(
+        tmp_path, server.base_url, leads, from_phone_number_id="pn_typo", limits={"max_concurrency": 2}
+    )
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 3
+    assert "circuit breaker" in result.stdout
+    statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
+    assert 41 <= statuses["failed"] <= 43
+    assert statuses["pending"] == 150 - statuses["failed"]
+
+
+def test_consecutive_unknown_trips_the_breaker(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """More than 10 unknown outcomes in a row stop the run with exit 3."""
+    server = start_server(error_rate=1.0, error_statuses=(500,))
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(60))
+    config = write_config(tmp_path, server.base_url, leads, limits={"max_concurrency": 1})
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 3
+    statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
+    assert statuses["unknown"] == 11
+    assert statuses["pending"] == 49
+
+
+def test_long_retry_after_stops_resumably(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
+    """A Retry-After above limits.max_retry_after_s stops the run with exit 4; leads stay pending."""
+    server = start_server(rate_limit=1, retry_after=600)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(10))
+    config = write_config(
+        tmp_path, server.base_url, leads, limits={"calls_per_second": 50, "max_concurrency": 1}
+    )
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 4
+    assert "Retry-After" in result.stdout
+    statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
+    assert statuses == {"placed": 1, "pending": 9}
+
+
+def test_503_with_retry_after_is_retried(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
+    """503 with Retry-After (injected before placing) is retried until placed; nobody twice."""
+    server = start_server(error_rate=0.4, error_statuses=(503,), retry_after=0.05, seed=3)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(30))
+    config = write_config(tmp_path, server.base_url, leads, limits={"max_attempts": 20})
+
+    assert run_cli(["run", str(config)]).exit_code == 0
+    calls = server.calls()
+    assert len(calls) == 30
+    assert len({c["phoneNumber"] for c in calls}) == 30
+    assert server.metrics()["status_counts"].get("503", 0) > 0
