@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from helpers import API_KEY, read_ledger
 
 from dialer import logs
 from dialer.server import ServerSettings, serve_in_thread
-from helpers import API_KEY, read_ledger
 
 
 @dataclass

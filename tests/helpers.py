@@ -81,7 +81,10 @@ def write_config(
         [[tools]]
         tool_type = "whatsapp"
         execution_order = 1
-        args = { CLIENT_WHATSAPP_PHONE_NUMBER = "+19999999999", customerName = "${first_name}", campaignName = "Q3" }
+        [tools.args]
+        CLIENT_WHATSAPP_PHONE_NUMBER = "+19999999999"
+        customerName = "${first_name}"
+        campaignName = "Q3"
         """
     )
     text = f"""
