@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -41,7 +41,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # strict: `calls_per_second = true` or `max_concurrency = "3"` is a mistake, not a value;
+    # paths are the one place where TOML's string stands for another type (strict=False there).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ApiConfig(_Strict):
@@ -49,7 +51,7 @@ class ApiConfig(_Strict):
     organization_id: str = Field(min_length=1)
     retry_ambiguous: bool = False
     allow_insecure_http: bool = False
-    ca_bundle: Path | None = None
+    ca_bundle: Path | None = Field(default=None, strict=False)
 
     @field_validator("base_url")
     @classmethod
@@ -83,14 +85,14 @@ class ColumnsConfig(_Strict):
 
 
 class LeadsConfig(_Strict):
-    path: Path
+    path: Path = Field(strict=False)
     default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     columns: ColumnsConfig
     agent_params: dict[str, str] = Field(default_factory=dict)
     required: list[str] = Field(default_factory=list)
-    allowed_regions: list[str] | None = None
+    allowed_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
     dedupe: Literal["phone", "reference_id", "none"] = "phone"
-    do_not_call: Path | None = None
+    do_not_call: Path | None = Field(default=None, strict=False)
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
     encoding: str = "utf-8"
 
@@ -134,9 +136,9 @@ class LimitsConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    path: Path | None = None
-    errors_path: Path | None = None
-    checkpoint: Path | None = None
+    path: Path | None = Field(default=None, strict=False)
+    errors_path: Path | None = Field(default=None, strict=False)
+    checkpoint: Path | None = Field(default=None, strict=False)
 
 
 class CampaignFile(_Strict):
@@ -163,6 +165,10 @@ class Settings:
     errors_path: Path
     checkpoint_path: Path
     leads_path: Path
+
+    def __repr__(self) -> str:
+        # The parsed file holds resolved ${env:...} values: keep them out of any repr.
+        return f"Settings(source={str(self.source)!r}, campaign={self.file.campaign.name!r})"
 
     @property
     def api(self) -> ApiConfig:
@@ -206,7 +212,7 @@ def load_settings(
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
     try:
-        document = tomllib.loads(raw_text.decode("utf-8"))
+        document = tomllib.loads(raw_text.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ConfigError(source, ["the file is not UTF-8 text; save it as UTF-8"]) from None
     except tomllib.TOMLDecodeError as exc:

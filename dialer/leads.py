@@ -86,8 +86,11 @@ def load_lead_list(path: Path, *, delimiter: str | None = None, encoding: str = 
         )
     else:
         raise LeadsError(f"{path}: unsupported file type '{suffix}'; export the list as .csv or .parquet")
-    blank = pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
-    frame = frame.filter(~blank)
+    # Trailing blank rows (Excel leaves them) are not leads; blank rows in the middle stay, so
+    # row numbers match the spreadsheet, and are rejected for their missing phone number.
+    filled = ~pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
+    last = frame.select(filled.arg_true().max()).item()
+    frame = frame.head(0 if last is None else last + 1)
     if frame.height == 0:
         raise LeadsError(f"{path}: has a header but no data rows")
     return frame
