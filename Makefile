@@ -32,8 +32,8 @@ demo: setup
 	echo "demo finished (dialer run exited $$code: the sample list has a few bad rows on purpose, see the errors file)"
 
 lint: setup
-	$(BIN)/ruff check dialer tests benchmarks
-	$(BIN)/ruff format --check dialer tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: setup
 	$(BIN)/mypy
