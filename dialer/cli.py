@@ -332,8 +332,6 @@ def _print_summary(summary: Any) -> None:
 def _print_validation(report: dict[str, Any]) -> None:
     typer.echo(f"Lead list {report['input']}: {report['rows']} rows")
     typer.echo(f"  dialable now: {report['dialable']}")
-    if report["already_done"]:
-        typer.echo(f"  already done in this campaign's checkpoint: {report['already_done']}")
     for group in report["groups"]:
         rows = ", ".join(str(r) for r in group["rows"])
         more = ", ..." if group["count"] > len(group["rows"]) else ""
@@ -342,6 +340,7 @@ def _print_validation(report: dict[str, Any]) -> None:
         typer.echo(f"  problem: {problem}")
     if report.get("api"):
         typer.echo(f"  API: {report['api']}")
+    typer.echo(f"  request: {report['endpoint']}")
     if report["first_request"] is not None:
         typer.echo("  first request body:")
         typer.echo(
