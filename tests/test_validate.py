@@ -41,7 +41,10 @@ last_name = "Last Name"
 [[tools]]
 tool_type = "webhook"
 execution_order = 0
-args = {{ webhook_url = "https://crm.example.com/hook", method = "POST", headers = {{ Authorization = "Bearer ${{env:HOOK_TOKEN}}" }} }}
+[tools.args]
+webhook_url = "https://crm.example.com/hook"
+method = "POST"
+headers = {{ Authorization = "Bearer ${{env:HOOK_TOKEN}}" }}
 
 [output]
 path = "{folder / "results.csv"}"
