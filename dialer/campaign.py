@@ -571,3 +571,54 @@ async def _check_api(settings: Settings) -> tuple[str, list[str]]:
             f"from_phone_number_id '{number}' is not one of the agent's numbers ({listed})"
         ]
     return f"organization, agent '{agent}' and phone number id '{number}' found", []
+
+
+# ---------------------------------------------------------------- account listings and purge
+
+
+def list_account(settings: Settings, what: str) -> list[dict[str, Any]]:
+    """Get Agents or Get Campaigns, as a list of objects; API failures are user errors."""
+    from dialer.errors import UserError
+
+    async def fetch() -> Any:
+        async with KyzoClient(
+            settings.api.base_url,
+            settings.require_api_key(),
+            settings.api.organization_id,
+            settings.campaign.agent_id,
+            timeout_s=min(30.0, settings.limits.request_timeout_s),
+            ca_bundle=settings.api.ca_bundle,
+        ) as client:
+            return await (client.list_agents() if what == "agents" else client.list_campaigns())
+
+    answer = asyncio.run(fetch())
+    if answer.status is None:
+        raise UserError(f"the API at {settings.api.base_url} is not reachable: {answer.detail}")
+    if answer.status != 200:
+        raise UserError(f"the API answered {answer.status} to Get {what.title()}: {answer.body[:200]!r}")
+    try:
+        items = json.loads(answer.body)
+    except ValueError:
+        raise UserError(f"the API answered Get {what.title()} with a body that is not JSON") from None
+    if not isinstance(items, list):
+        raise UserError(f"the API answered Get {what.title()} with something other than a list")
+    return [item for item in items if isinstance(item, dict)]
+
+
+def purge_targets(settings: Settings) -> list[Path]:
+    """Every file the dialer wrote for this campaign: checkpoint (and set-aside ones), outputs."""
+    checkpoint = settings.checkpoint_path
+    names = [checkpoint, *(Path(f"{checkpoint}{suffix}") for suffix in ("-wal", "-shm", ".lock"))]
+    names += sorted(checkpoint.parent.glob(f"{checkpoint.name}.*.old*")) if checkpoint.parent.exists() else []
+    names += [settings.results_path, settings.errors_path]
+    return [path for path in dict.fromkeys(names) if path.exists()]
+
+
+def purge_campaign(settings: Settings) -> list[Path]:
+    """Delete the campaign's files while holding its lock, so no run is writing them."""
+    with RunLock(settings.checkpoint_path) as lock:
+        targets = [p for p in purge_targets(settings) if p != lock.path]
+        for path in targets:
+            path.unlink(missing_ok=True)
+        lock.path.unlink(missing_ok=True)
+    return [*targets, lock.path]

@@ -45,6 +45,9 @@ def _global(
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Write logs to this file instead of stderr.")
     ] = None,
+    log_pii: Annotated[
+        bool, typer.Option("--log-pii", help="DEBUG ONLY: write full phone numbers into the logs.")
+    ] = False,
 ) -> None:
     """Dial a lead list through the KyzoAI voice-agent API."""
     os.umask(0o077)  # every file and folder the dialer creates is private to its user
@@ -54,6 +57,12 @@ def _global(
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
     stream = log_file.open("a", encoding="utf-8", buffering=1) if log_file else None
     logs.configure(log_format, log_level.lower(), stream)  # type: ignore[arg-type]
+    logs.set_log_pii(log_pii)
+    if log_pii:
+        logs.get_logger().warning(
+            "log_pii_enabled",
+            message="--log-pii: full phone numbers will be written to the logs; do not use in production",
+        )
 
 
 def _guarded(action: Callable[[], T]) -> T:
@@ -199,6 +208,64 @@ def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOp
         _print_counts(summary.counts)
         typer.echo(f"results: {summary.results_path}")
         typer.echo(f"errors:  {summary.errors_path}")
+        return 0
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
+def purge(
+    config: ConfigArg,
+    checkpoint: CheckpointOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a campaign's checkpoint, results and errors files (data retention)."""
+    from dialer.campaign import purge_campaign, purge_targets
+
+    def body() -> int:
+        settings = _settings(config, checkpoint_path=checkpoint)
+        targets = purge_targets(settings)
+        if not targets:
+            typer.echo("nothing to delete")
+            return 0
+        for path in targets:
+            typer.echo(f"  {path}")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise _usage("purge deletes the files above: add --yes to confirm without a TTY")
+            if not typer.confirm(f"Delete these {len(targets)} files for good?", default=False):
+                raise _usage("not confirmed; nothing was deleted")
+        deleted = purge_campaign(settings)
+        typer.echo(f"deleted {len(deleted)} files")
+        return 0
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
+def agents(config: ConfigArg, as_json: JsonOpt = False) -> None:
+    """List the agents of the organization (Get Agents)."""
+    _list_account(config, "agents", as_json)
+
+
+@app.command()
+def campaigns(config: ConfigArg, as_json: JsonOpt = False) -> None:
+    """List the campaigns of the organization (Get Campaigns)."""
+    _list_account(config, "campaigns", as_json)
+
+
+def _list_account(config: Path, what: str, as_json: bool) -> None:
+    from dialer.campaign import list_account
+
+    def body() -> int:
+        settings = _settings(config)
+        items = list_account(settings, what)
+        if as_json:
+            typer.echo(json.dumps(items, indent=2))
+            return 0
+        typer.echo(f"{'id':<28} name")
+        for item in items:
+            typer.echo(f"{item.get('id', '')!s:<28} {item.get('name', '')}")
         return 0
 
     raise typer.Exit(_guarded(body))

@@ -12,6 +12,13 @@ import structlog
 LogFormat = Literal["auto", "console", "json"]
 REDACTED = "***"
 _secrets: set[str] = set()
+_log_pii = False
+
+
+def set_log_pii(enabled: bool) -> None:
+    """--log-pii: full phone numbers in logs, for debugging only."""
+    global _log_pii  # noqa: PLW0603 - one process-wide switch, set once by the CLI
+    _log_pii = enabled
 
 
 def add_secrets(values: Iterable[str]) -> None:
@@ -48,6 +55,8 @@ def mask_phone(phone: str | None) -> str:
     """+14155550132 -> +1415*****32: enough to tell leads apart in a log, not to dial them."""
     if not phone:
         return ""
+    if _log_pii:
+        return phone
     if len(phone) <= 7:
         return "*" * len(phone)
     return phone[:5] + "*" * (len(phone) - 7) + phone[-2:]
