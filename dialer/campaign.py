@@ -52,6 +52,14 @@ EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_STOPPED = 4
 EXIT_LOCKED = 5
+EXIT_MEANINGS = {
+    EXIT_OK: "every lead placed or skipped",
+    EXIT_INCOMPLETE: "finished; some leads failed, were rejected or are unknown",
+    EXIT_USAGE: "usage, config or input error",
+    EXIT_API: "stopped by the API's answers",
+    EXIT_STOPPED: "stopped early; resumable",
+    EXIT_LOCKED: "another run holds the checkpoint",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class RunSummary:
     dry_run: bool = False
     resume_command: str = ""
     notes: list[str] = field(default_factory=list)
+    next_window: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -191,7 +200,34 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
         finally:
             checkpoint.close()
     log.info("run_end", **summary.as_dict())
+    if settings.file.notify is not None:
+        notify(settings.file.notify.url, summary, timeout_s=settings.file.notify.timeout_s)
     return summary
+
+
+def notify(url: str, summary: RunSummary, *, timeout_s: float) -> bool:
+    """Post the run summary once; no personal data, no secrets; a failure is logged, never fatal."""
+    import httpx
+
+    counts = ", ".join(f"{status} {count}" for status, count in summary.counts.items() if count)
+    text = (
+        f"kyzo-dialer campaign {summary.campaign}: exit {summary.exit_code} "
+        f"({EXIT_MEANINGS.get(summary.exit_code, 'finished')}); {counts or 'no leads'}; "
+        f"{summary.report.duration_s:.0f} s; results: {summary.results_path}"
+    )
+    if summary.next_window:
+        text += f"; next window opens {summary.next_window}"
+    payload = {"text": text, **summary.as_dict(), "next_window": summary.next_window}
+    try:
+        response = httpx.post(url, json=payload, timeout=timeout_s, follow_redirects=False, trust_env=False)
+    except httpx.HTTPError as exc:
+        logs.get_logger().warning("notify_failed", error=logs.redact(f"{type(exc).__name__}: {exc}"))
+        return False
+    if response.status_code >= 300:
+        logs.get_logger().warning("notify_failed", http_status=response.status_code)
+        return False
+    logs.get_logger().info("notified", http_status=response.status_code)
+    return True
 
 
 def _open_for_run(settings: Settings, options: RunOptions) -> Checkpoint:

@@ -141,6 +141,23 @@ class OutputConfig(_Strict):
     checkpoint: Path | None = Field(default=None, strict=False)
 
 
+class NotifyConfig(_Strict):
+    """Where to post the run summary (a Slack-compatible incoming webhook, say)."""
+
+    url: str
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        if is_insecure_remote(value):
+            raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
+        return value
+
+
 class CampaignFile(_Strict):
     """The TOML document as written; paths not yet defaulted."""
 
@@ -150,6 +167,7 @@ class CampaignFile(_Strict):
     tools: list[ToolConfig] = Field(default_factory=list)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    notify: NotifyConfig | None = None
 
 
 @dataclass(frozen=True)

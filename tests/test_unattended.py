@@ -1,0 +1,147 @@
+"""Unattended runs: JSON logs without a TTY, the run-end notification, listings and export."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import KyzoServer
+from helpers import (
+    API_KEY,
+    dialer_subprocess,
+    json_logs,
+    lead_rows,
+    read_results,
+    run_cli,
+    write_config,
+    write_leads,
+)
+
+
+class _Receiver:
+    """A local webhook receiver that records every POSTed JSON body."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    hook = _Receiver()
+    yield hook
+    hook.close()
+
+
+def test_run_end_is_posted_once_without_personal_data(
+    kyzo: KyzoServer, receiver: _Receiver, tmp_path: Path
+) -> None:
+    """[notify] posts one summary with a Slack `text`, counts and exit code; no phone, name or key."""
+    rows = lead_rows(4)
+    rows[0]["phone"] = "bad"
+    leads = write_leads(tmp_path / "leads.csv", rows)
+    config = write_config(tmp_path, kyzo.base_url, leads, extra='[notify]\nurl = "${env:SLACK_WEBHOOK}"\n')
+
+    result = run_cli(["run", str(config)], env={"SLACK_WEBHOOK": receiver.url})
+
+    assert result.exit_code == 1
+    assert len(receiver.posts) == 1
+    post = receiver.posts[0]
+    assert post["exit_code"] == 1
+    assert post["counts"]["placed"] == 3
+    assert post["counts"]["rejected"] == 1
+    assert "test-campaign" in post["text"]
+    assert str(tmp_path / "results.csv") in post["text"]
+    body = json.dumps(post)
+    for row in rows:
+        assert row["phone"] not in body
+        assert row["first_name"] not in body
+        assert row["email"] not in body
+    assert API_KEY not in body
+    assert receiver.url not in result.stdout + result.stderr  # the webhook URL is a secret too
+
+
+def test_failed_notification_is_logged_not_fatal(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """A dead webhook does not change the run's exit code; a warning is logged."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    config = write_config(tmp_path, kyzo.base_url, leads, extra='[notify]\nurl = "http://127.0.0.1:9/hook"\n')
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 0
+    assert "notify_failed" in [e["event"] for e in json_logs(result.stderr)]
+
+
+def test_no_tty_means_json_logs_and_plain_stdout(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """Under cron (no TTY) every stderr line is JSON; stdout carries only the human summary."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(5))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+
+    process = dialer_subprocess(["--log-level", "debug", "run", str(config)])
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0
+    events = json_logs(err)  # raises if any line is not JSON
+    names = [e["event"] for e in events]
+    assert names.count("lead_outcome") == 5
+    assert names[0] == "run_start"
+    assert names[-1] == "run_end"
+    assert all("timestamp" in e and "level" in e for e in events)
+    assert out.startswith("Campaign test-campaign: finished")
+    assert "\x1b[" not in out + err  # no colours, no progress bar
+
+
+def test_agents_and_campaigns_listings(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """`dialer agents` and `dialer campaigns` print what the account has."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(1))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+
+    agents = run_cli(["agents", str(config)])
+    listed = json.loads(run_cli(["campaigns", str(config), "--json"]).stdout)
+
+    assert agents.exit_code == 0
+    assert "agent_demo" in agents.stdout
+    assert listed[0]["id"] == "camp_demo"
+    assert run_cli(["agents", str(config)], api_key="wrong-key-1").exit_code == 2
+
+
+def test_export_rewrites_results_from_checkpoint(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """`dialer export` rebuilds the results file, identical, after it was deleted."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(6))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    run_cli(["run", str(config)])
+    before = read_results(tmp_path / "results.csv")
+    (tmp_path / "results.csv").unlink()
+
+    result = run_cli(["export", str(config)])
+
+    assert result.exit_code == 0
+    after = read_results(tmp_path / "results.csv")
+    assert after.drop("dialer_updated_at").equals(before.drop("dialer_updated_at"))
+    assert len(kyzo.calls()) == 6
