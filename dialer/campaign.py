@@ -11,7 +11,9 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,10 @@ from dialer.export import (
     status_counts,
     write_atomic,
 )
+from dialer.hours import Window, zones_for_lead
 from dialer.leads import (
     KEY,
+    PHONE,
     PRE_STATUS,
     REASON,
     ROW,
@@ -71,6 +75,8 @@ class RunOptions:
     new_campaign: bool = False
     progress: bool = False
     command: str = "dialer run"
+    ignore_calling_hours: bool = False
+    clock: Callable[[], datetime] | None = None  # injected in tests; UTC wall clock otherwise
 
 
 @dataclass
@@ -128,6 +134,81 @@ def claimable_statuses(options: RunOptions) -> frozenset[Status]:
     return frozenset(allowed)
 
 
+class CallingGate:
+    """May this lead be called right now? Remembers the earliest opening among closed leads."""
+
+    def __init__(self, window: Window, fallback: str, clock: Callable[[], datetime]) -> None:
+        self._window = window
+        self._fallback = fallback
+        self._clock = clock
+        self._noted: set[tuple[str, ...]] = set()
+        self.next_open: datetime | None = None
+        self.next_open_text: str | None = None
+
+    def zones(self, phone: str, zone_cell: str | None) -> tuple[str, ...]:
+        return zones_for_lead(phone, zone_cell, self._fallback)
+
+    def __call__(self, lead: LeadRequest) -> bool:
+        zones = self.zones(lead.phone, lead.timezone)
+        now = self._clock()
+        if self._window.is_open(zones, now):
+            return True
+        self.note_closed(zones, now)
+        return False
+
+    def note_closed(self, zones: tuple[str, ...], now: datetime) -> datetime | None:
+        if zones in self._noted:
+            return None
+        self._noted.add(zones)
+        opens = self._window.next_open(zones, now)
+        if opens is not None and (self.next_open is None or opens < self.next_open):
+            self.next_open = opens
+            self.next_open_text = self._window.describe_next(zones, now)
+        return opens
+
+
+def calling_hours_report(
+    settings: Settings, todo: pl.DataFrame, clock: Callable[[], datetime] | None = None
+) -> dict[str, Any] | None:
+    """How many of these leads may be called now, and when the others open."""
+    hours = settings.file.calling_hours
+    if hours is None:
+        return None
+    window = Window(hours)
+    gate = CallingGate(window, hours.timezone, clock or _utc_now)
+    now = (clock or _utc_now)()
+    zone_column = settings.leads.columns.timezone
+    zone_expr = pl.col(zone_column) if zone_column else pl.lit(None, dtype=pl.String)
+    pairs = todo.group_by(pl.col(PHONE), zone_expr.alias("__zone")).len()
+    per_zones: dict[tuple[str, ...], int] = {}
+    for phone, zone, count in pairs.iter_rows():
+        zones = gate.zones(phone, zone)
+        per_zones[zones] = per_zones.get(zones, 0) + count
+    callable_now = never = 0
+    for zones, count in per_zones.items():
+        if window.is_open(zones, now):
+            callable_now += count
+        elif gate.note_closed(zones, now) is None:
+            never += count
+    return {
+        "callable_now": callable_now,
+        "outside_hours": todo.height - callable_now,
+        "never_open": never,
+        "next_window": gate.next_open_text,
+    }
+
+
+def calling_gate(settings: Settings, options: RunOptions) -> CallingGate | None:
+    hours = settings.file.calling_hours
+    if hours is None or options.ignore_calling_hours:
+        return None
+    return CallingGate(Window(hours), hours.timezone, options.clock or _utc_now)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def leads_to_dial(table: LeadTable, states: pl.DataFrame, claimable: frozenset[Status]) -> pl.DataFrame:
     """Dialable rows minus those the checkpoint says are settled (never re-dialed by default)."""
     settled = states.filter(
@@ -182,6 +263,7 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
                 max_concurrency=settings.limits.max_concurrency,
             )
             report = DispatchReport()
+            gate = calling_gate(settings, options)
             if todo.height:
                 report = asyncio.run(
                     _dispatch(
@@ -193,9 +275,10 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
                         claimable,
                         todo,
                         spec,
+                        gate,
                     )
                 )
-            summary = _finish(settings, table, checkpoint, report, options)
+            summary = _finish(settings, table, checkpoint, report, options, gate)
             checkpoint.end_run(run_id, summary.exit_code, summary.counts)
         finally:
             checkpoint.close()
@@ -257,6 +340,7 @@ async def _dispatch(
     claimable: frozenset[Status],
     todo: pl.DataFrame,
     spec: RequestSpec,
+    gate: CallingGate | None,
 ) -> DispatchReport:
     from pydantic import SecretStr
 
@@ -316,6 +400,7 @@ async def _dispatch(
             ),
             on_outcome=on_outcome,
             on_event=on_event,
+            gate=gate,
         )
         _install_signal_handlers(loop, dispatcher)
         try:
@@ -352,6 +437,7 @@ def _finish(
     checkpoint: Checkpoint,
     report: DispatchReport,
     options: RunOptions,
+    gate: CallingGate | None,
 ) -> RunSummary:
     results = build_results(table, checkpoint.states())
     write_atomic(results, settings.results_path)
@@ -373,6 +459,7 @@ def _finish(
         checkpoint_path=settings.checkpoint_path,
         report=report,
         resume_command=resume,
+        next_window=gate.next_open_text if gate is not None and report.outside_hours else None,
     )
 
 
@@ -431,7 +518,7 @@ def export_campaign(settings: Settings) -> RunSummary:
     )
 
 
-def campaign_status(settings: Settings) -> dict[str, Any]:
+def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
     """Counts per status (from the checkpoint and the list), the runs so far, the last errors."""
     checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
@@ -441,9 +528,13 @@ def campaign_status(settings: Settings) -> dict[str, Any]:
     finally:
         checkpoint.close()
     counts: dict[str, int] = {}
+    hours: dict[str, Any] | None = None
     try:
         table = load_table(settings)
         counts = status_counts(build_results(table, states))
+        hours = calling_hours_report(
+            settings, leads_to_dial(table, states, frozenset({Status.PENDING})), clock
+        )
     except Exception as exc:  # noqa: BLE001 - status must work even if the list moved
         counts = {s: int(n) for s, n in states["status"].value_counts().iter_rows()}
         logs.get_logger().warning("lead_list_unavailable", error=str(exc))
@@ -461,6 +552,7 @@ def campaign_status(settings: Settings) -> dict[str, Any]:
         "counts": counts,
         "runs": runs,
         "last_errors": [{"error": e, "count": n} for e, n in errors.iter_rows()],
+        "calling_hours": hours,
     }
 
 
@@ -518,7 +610,9 @@ def rejected_summary(table: LeadTable, examples: int = 5) -> list[dict[str, Any]
 # ---------------------------------------------------------------- validate
 
 
-def validate_campaign(settings: Settings, *, offline: bool) -> dict[str, Any]:
+def validate_campaign(
+    settings: Settings, *, offline: bool, clock: Callable[[], datetime] | None = None
+) -> dict[str, Any]:
     """The preflight report: what would be sent, what would not and why; sends no call."""
     table = load_table(settings)
     spec = RequestSpec.build(settings, table.input_columns)
@@ -538,6 +632,7 @@ def validate_campaign(settings: Settings, *, offline: bool) -> dict[str, Any]:
             }
         )
     first = next(iter_requests(todo.head(1), spec), None)
+    hours = calling_hours_report(settings, todo, clock)
     problems: list[str] = []
     api_note = "not checked (--offline)"
     if not offline:
@@ -563,6 +658,7 @@ def validate_campaign(settings: Settings, *, offline: bool) -> dict[str, Any]:
         f"/agents/{settings.campaign.agent_id}/placeCall (x-api-key: {logs.REDACTED})",
         "api": api_note,
         "problems": problems,
+        "calling_hours": hours,
     }
 
 

@@ -116,6 +116,9 @@ def run(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="No progress bar, even on a TTY.")
     ] = False,
+    ignore_calling_hours: Annotated[
+        bool, typer.Option("--ignore-calling-hours", help="Dial outside [calling_hours] (for tests only).")
+    ] = False,
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
     from dialer.campaign import RunOptions, run_campaign
@@ -148,6 +151,7 @@ def run(
             new_campaign=new_campaign,
             progress=not no_progress and sys.stderr.isatty(),
             command=command,
+            ignore_calling_hours=ignore_calling_hours,
         )
         summary = run_campaign(settings, options)
         _print_summary(summary)
@@ -392,6 +396,8 @@ def _print_summary(summary: Any) -> None:
     typer.echo(f"  errors:  {summary.errors_path}")
     if summary.checkpoint_path:
         typer.echo(f"  checkpoint: {summary.checkpoint_path}")
+    if summary.next_window:
+        typer.echo(f"  next window opens {summary.next_window}")
     if summary.resume_command:
         typer.echo(f"  resume with: {summary.resume_command}")
 
@@ -405,6 +411,7 @@ def _print_validation(report: dict[str, Any]) -> None:
         typer.echo(f"  {group['status']} {group['count']}: {group['reason']} (rows {rows}{more})")
     for problem in report["problems"]:
         typer.echo(f"  problem: {problem}")
+    _print_hours(report.get("calling_hours"))
     if report.get("api"):
         typer.echo(f"  API: {report['api']}")
     typer.echo(f"  request: {report['endpoint']}")
@@ -424,10 +431,23 @@ def _print_status(report: dict[str, Any]) -> None:
             f"    #{run_['id']} {run_['started_at']} -> {run_['ended_at'] or '(no end recorded)'} "
             f"exit {run_['exit_code'] if run_['exit_code'] is not None else '-'} {run_['counts'] or ''}"
         )
+    _print_hours(report.get("calling_hours"))
     if report["last_errors"]:
         typer.echo("  most common errors:")
         for item in report["last_errors"]:
             typer.echo(f"    {item['count']} x {item['error']}")
+
+
+def _print_hours(hours: dict[str, Any] | None) -> None:
+    if not hours:
+        return
+    line = f"  calling hours: {hours['callable_now']} callable now, "
+    line += f"{hours['outside_hours']} outside their window"
+    if hours["next_window"]:
+        line += f" (next window opens {hours['next_window']})"
+    if hours["never_open"]:
+        line += f"; {hours['never_open']} never open (their zones' windows do not overlap)"
+    typer.echo(line)
 
 
 def main() -> None:

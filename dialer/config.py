@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from dialer.errors import ConfigError
+from dialer.hours import CallingHours
 
 API_KEY_ENV = "KYZO_API_KEY"
 BASE_URL_ENV = "KYZO_BASE_URL"
@@ -168,6 +169,7 @@ class CampaignFile(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     notify: NotifyConfig | None = None
+    calling_hours: CallingHours | None = None
 
 
 @dataclass(frozen=True)

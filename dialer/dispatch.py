@@ -186,17 +186,20 @@ class Dispatcher:
             await self._handle(lead)
 
     async def _handle(self, lead: LeadRequest) -> None:
-        if self._gate is not None and not self._gate(lead):
-            self.report.outside_hours += 1
-            return
         attempts = 0
         claimed = False
 
         async def attempt() -> Outcome:
             nonlocal attempts, claimed
+            # The calling window is checked before taking a send slot (a closed lead must not
+            # cost one) and again at the moment of sending, before every attempt.
+            if not self._may_call(lead):
+                return _OUTSIDE_HOURS
             await self._limiter.acquire()
             if self._stopping:
                 return _NOT_SENT
+            if not self._may_call(lead):
+                return _OUTSIDE_HOURS
             if not claimed:
                 try:
                     await self._writer.claim(Claim(lead.key, lead.phone, lead.body.get("referenceId")))
@@ -217,7 +220,7 @@ class Dispatcher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._options.max_attempts) | _WhenStopping(self),
             wait=self._wait,
-            retry=retry_if_result(lambda o: o.action is Action.RETRY and o is not _NOT_CLAIMED),
+            retry=retry_if_result(lambda o: o.action is Action.RETRY and o not in _NOT_ATTEMPTED),
             sleep=self.sleep,
             retry_error_callback=_last_result,
         )
@@ -225,6 +228,12 @@ class Dispatcher:
         if not claimed:
             return
         await self._finish(lead, outcome, attempts)
+
+    def _may_call(self, lead: LeadRequest) -> bool:
+        if self._gate is None or self._gate(lead):
+            return True
+        self.report.outside_hours += 1
+        return False
 
     def _wait(self, state: RetryCallState) -> float:
         """Paused 429/503s wait in the limiter; transport retries back off with jitter."""
@@ -322,6 +331,8 @@ class Dispatcher:
 
 _NOT_SENT = Outcome(Action.RETRY, "stopped before sending")
 _NOT_CLAIMED = Outcome(Action.RETRY, "the checkpoint refused the claim")
+_OUTSIDE_HOURS = Outcome(Action.RETRY, "outside the lead's calling hours")
+_NOT_ATTEMPTED = (_NOT_CLAIMED, _OUTSIDE_HOURS)
 
 
 def _final_status(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[Status, str | None]:
@@ -331,7 +342,11 @@ def _final_status(outcome: Outcome, attempts: int, max_attempts: int) -> tuple[S
         return Status.FAILED, outcome.message
     if outcome.action is Action.UNKNOWN:
         return Status.UNKNOWN, outcome.message
-    if outcome.action is Action.RETRY and attempts >= max_attempts and outcome is not _NOT_SENT:
+    if (
+        outcome.action is Action.RETRY
+        and attempts >= max_attempts
+        and outcome not in (_NOT_SENT, _OUTSIDE_HOURS)
+    ):
         return Status.FAILED, f"gave up after {attempts} attempts: {outcome.message}"
     # STOP, or a retryable answer cut short by a stop: nothing was placed
     return Status.PENDING, outcome.message

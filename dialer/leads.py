@@ -64,6 +64,7 @@ class LeadRequest:
     row: int
     phone: str
     body: dict[str, Any]
+    timezone: str | None = None  # the lead's own IANA zone, when the list has a column for it
 
 
 # ---------------------------------------------------------------- loading
@@ -279,6 +280,15 @@ def prepare(
                 pl.lit(f"missing referenceId in column '{cols.reference_id}'")
             )
         )
+    if cols.timezone:
+        unknown = _unknown_zones(frame[cols.timezone])
+        reasons.append(
+            pl.when(pl.col(cols.timezone).str.strip_chars().is_in(unknown)).then(
+                pl.format(
+                    "unknown time zone '{}' in column '{}'", pl.col(cols.timezone), pl.lit(cols.timezone)
+                )
+            )
+        )
     if cols.email:
         email = pl.col(cols.email).str.strip_chars()
         reasons.append(
@@ -334,6 +344,21 @@ def _normalise_column(raw: pl.Series, default_region: str) -> pl.Series:
     )
     joined = pl.DataFrame({"raw": cleaned}).join(lookup, on="raw", how="left", maintain_order="left")
     return joined.select(pl.struct("e164", "region", "reason").alias("phone")).to_series()
+
+
+def _unknown_zones(cells: pl.Series) -> list[str]:
+    """Distinct non-empty values of a time-zone column that are not IANA zone names."""
+    from dialer.hours import load_zone
+
+    unknown = []
+    for value in cells.drop_nulls().str.strip_chars().unique().to_list():
+        if not value:
+            continue
+        try:
+            load_zone(value)
+        except ValueError:
+            unknown.append(value)
+    return unknown
 
 
 @lru_cache(maxsize=1 << 16)
@@ -491,6 +516,7 @@ class RequestSpec:
     from_phone_number_id: str
     email_column: str | None
     reference_column: str | None
+    timezone_column: str | None
     agent_params: Mapping[str, str]
     tools: list[dict[str, Any]]
     template_columns: tuple[str, ...]
@@ -521,6 +547,7 @@ class RequestSpec:
             from_phone_number_id=settings.campaign.from_phone_number_id,
             email_column=cols.email,
             reference_column=cols.reference_id,
+            timezone_column=cols.timezone,
             agent_params=dict(settings.leads.agent_params),
             tools=tools,
             template_columns=tuple(used),
@@ -528,7 +555,7 @@ class RequestSpec:
 
     def needed_columns(self) -> list[str]:
         names = [KEY, ROW, PHONE, *self.agent_params.values(), *self.template_columns]
-        names += [c for c in (self.email_column, self.reference_column) if c]
+        names += [c for c in (self.email_column, self.reference_column, self.timezone_column) if c]
         return list(dict.fromkeys(names))
 
     def body(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -557,4 +584,5 @@ def iter_requests(frame: pl.DataFrame, spec: RequestSpec, slice_size: int = 2000
     for offset in range(0, frame.height, slice_size):
         chunk = frame.slice(offset, slice_size).select(columns)
         for row in chunk.iter_rows(named=True):
-            yield LeadRequest(key=row[KEY], row=row[ROW], phone=row[PHONE], body=spec.body(row))
+            zone = row[spec.timezone_column] if spec.timezone_column else None
+            yield LeadRequest(row[KEY], row[ROW], row[PHONE], spec.body(row), zone)
