@@ -32,6 +32,7 @@ APPLICATION_ID = 0x4B595A4F  # "KYZO": marks the file as ours
 SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_BATCH = 5000
+_FETCH_ROWS = 100_000  # rows turned into Python tuples at a time when reading states
 
 
 class Status(StrEnum):
@@ -297,7 +298,10 @@ class Checkpoint:
     def states(self) -> pl.DataFrame:
         """Every lead the checkpoint knows, as a frame (one query, no per-row objects kept)."""
         cursor = self._db.execute(f"SELECT {', '.join(STATE_SCHEMA)} FROM leads")
-        return pl.DataFrame(cursor.fetchall(), schema=STATE_SCHEMA, orient="row")
+        chunks = [self.empty_states()]
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            chunks.append(pl.DataFrame(rows, schema=STATE_SCHEMA, orient="row"))
+        return pl.concat(chunks, rechunk=True)
 
     @staticmethod
     def empty_states() -> pl.DataFrame:
