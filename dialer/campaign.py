@@ -377,6 +377,7 @@ async def _dispatch(
         timeout_s=limits.request_timeout_s,
         max_connections=limits.max_concurrency,
         ca_bundle=settings.api.ca_bundle,
+        transport_kind=settings.api.transport,
     ) as client:
         dispatcher: Dispatcher
 

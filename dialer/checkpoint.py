@@ -398,16 +398,31 @@ def _verify_ours(path: Path) -> None:
         )
 
 
+_CLAIM_SQL = (
+    "INSERT INTO leads(key, phone, reference_id, status, attempts, updated_at, run_id)"
+    " VALUES (?, ?, ?, 'in_flight', 0, ?, ?)"
+    " ON CONFLICT(key) DO UPDATE SET status = 'in_flight', error = NULL, http_status = NULL,"
+    " updated_at = excluded.updated_at, run_id = excluded.run_id"
+    " WHERE leads.status IN (?, ?, ?)"
+)
+_RESULT_SQL = (
+    "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
+    " attempts = attempts + ?, updated_at = ? WHERE key = ? AND status = 'in_flight'"
+)
+
+
+def _claimable_params(claimable: frozenset[Status]) -> tuple[str, str, str]:
+    """The three IN (...) slots of _CLAIM_SQL; unused ones repeat 'pending', which is always claimable."""
+    allowed = sorted({Status.PENDING.value, *(s.value for s in claimable)})
+    padded = [*allowed, *[Status.PENDING.value] * 3][:3]
+    return padded[0], padded[1], padded[2]
+
+
 def _apply_claim(db: sqlite3.Connection, claim: Claim, run_id: int, claimable: frozenset[Status]) -> None:
-    allowed = sorted(s.value for s in claimable)
-    marks = ", ".join("?" for _ in allowed)
+    """A statement whose WHERE fails changes nothing, so a refused claim needs no rollback."""
     cursor = db.execute(
-        "INSERT INTO leads(key, phone, reference_id, status, attempts, updated_at, run_id)"
-        " VALUES (?, ?, ?, 'in_flight', 0, ?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET status = 'in_flight', error = NULL, http_status = NULL,"
-        " updated_at = excluded.updated_at, run_id = excluded.run_id"
-        f" WHERE leads.status IN ({marks})",
-        (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *allowed),
+        _CLAIM_SQL,
+        (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *_claimable_params(claimable)),
     )
     if cursor.rowcount != 1:
         current = db.execute("SELECT status FROM leads WHERE key = ?", (claim.key,)).fetchone()
@@ -419,8 +434,7 @@ def _apply_claim(db: sqlite3.Connection, claim: Claim, run_id: int, claimable: f
 def _apply_result(db: sqlite3.Connection, result: Result) -> None:
     check_move(Status.IN_FLIGHT, result.status)
     cursor = db.execute(
-        "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
-        " attempts = attempts + ?, updated_at = ? WHERE key = ? AND status = 'in_flight'",
+        _RESULT_SQL,
         (
             result.status,
             result.call_id,
@@ -505,21 +519,14 @@ class GroupCommitWriter:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for op in batch:
-                savepoint_ok = True
-                self._db.execute("SAVEPOINT op")
                 try:
                     if op.claim is not None:
                         _apply_claim(self._db, op.claim, self._run_id, self._claimable)
                     elif op.result is not None:
                         _apply_result(self._db, op.result)
-                except IllegalMove as exc:
-                    savepoint_ok = False
-                    outcomes.append(exc)
-                self._db.execute("ROLLBACK TO op" if not savepoint_ok else "RELEASE op")
-                if not savepoint_ok:
-                    self._db.execute("RELEASE op")
-                else:
                     outcomes.append(None)
+                except IllegalMove as exc:  # nothing was changed by the refused statement
+                    outcomes.append(exc)
             self._db.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:
@@ -527,14 +534,15 @@ class GroupCommitWriter:
                 self._db.execute("ROLLBACK")
             error = CheckpointError(f"cannot write the checkpoint: {exc}")
             outcomes = [error] * len(batch)
-        for op, outcome in zip(batch, outcomes, strict=True):
-            self._loop.call_soon_threadsafe(_settle, op.future, outcome)
+        # one wake-up of the event loop per batch, not one per lead
+        self._loop.call_soon_threadsafe(_settle, [op.future for op in batch], outcomes)
 
 
-def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:
-    if future.done():
-        return
-    if outcome is None:
-        future.set_result(None)
-    else:
-        future.set_exception(outcome)
+def _settle(futures: list[asyncio.Future[None]], outcomes: list[BaseException | None]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)

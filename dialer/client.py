@@ -17,6 +17,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import SecretStr
 
@@ -145,6 +146,85 @@ def _said(message: str) -> str:
     return f": {message}" if message else ""
 
 
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's API over aiohttp's connection pool: about twice the calls per CPU second here.
+
+    The exception mapping is ours, not a generic one, because it decides whether a phone may
+    ring twice: only a failure to establish the connection (`ClientConnectorError`, a connect
+    timeout) becomes `httpx.ConnectError`/`ConnectTimeout` (never sent, safe to retry);
+    everything after that (a dropped connection, a read timeout, a malformed answer) becomes a
+    read-side error, which `classify` treats as "may have been placed". aiohttp never resends
+    a POST by itself (it retries only idempotent methods), and redirects are not followed.
+    """
+
+    def __init__(self, *, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._max_connections = max_connections
+        self._ssl_context = ssl_context
+        self._session: Any = None
+
+    def _open(self) -> Any:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=self._max_connections,
+            ssl=self._ssl_context if self._ssl_context is not None else True,
+            keepalive_timeout=15,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # httpx decodes the body, as with its own transport
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._session is None:
+            self._session = self._open()
+        limits = request.extensions.get("timeout", {})
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=_sum_or_none(limits.get("pool"), limits.get("connect")),
+            sock_connect=limits.get("connect"),
+            sock_read=limits.get("read"),
+        )
+        try:
+            async with self._session.request(
+                request.method,
+                str(request.url),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                data=request.content,
+                allow_redirects=False,
+                timeout=timeout,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            ) as response:
+                body = await response.read()
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc) or "connection failed", request=request) from exc
+        except (aiohttp.SocketTimeoutError, TimeoutError) as exc:
+            raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise httpx.RemoteProtocolError(str(exc) or "server disconnected", request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
+        return httpx.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            content=body,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _sum_or_none(*parts: float | None) -> float | None:
+    values = [p for p in parts if p is not None]
+    return sum(values) if values else None
+
+
 class KyzoClient:
     """One connection pool for the run; `place_call` never raises for an API answer."""
 
@@ -159,6 +239,7 @@ class KyzoClient:
         max_connections: int = 10,
         ca_bundle: Path | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        transport_kind: str = "aiohttp",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.organization_id = organization_id
@@ -166,6 +247,10 @@ class KyzoClient:
         verify: ssl.SSLContext | bool = True
         if ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(ca_bundle))
+        if transport is None and transport_kind == "aiohttp":
+            # the one seam where the transport is chosen; see AiohttpTransport for why
+            context = verify if isinstance(verify, ssl.SSLContext) else None
+            transport = AiohttpTransport(max_connections=max_connections, ssl_context=context)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"x-api-key": api_key.get_secret_value(), "content-type": "application/json"},

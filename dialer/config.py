@@ -53,6 +53,7 @@ class ApiConfig(_Strict):
     retry_ambiguous: bool = False
     allow_insecure_http: bool = False
     ca_bundle: Path | None = Field(default=None, strict=False)
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
 
     @field_validator("base_url")
     @classmethod
@@ -256,7 +257,8 @@ def load_settings(
     except ValidationError as exc:
         problems.extend(_describe(exc))
     if problems:
-        raise ConfigError(source, problems)
+        # A message may quote a value built from ${env:...}; logs cannot redact what they never saw.
+        raise ConfigError(source, [_hide(problem, secrets) for problem in problems])
 
     name = parsed.campaign.name
     out = parsed.output
@@ -275,6 +277,13 @@ def load_settings(
         checkpoint_path=checkpoint_path or out.checkpoint or Path("out") / f"{name}.checkpoint.db",
         leads_path=input_path or parsed.leads.path,
     )
+
+
+def _hide(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # the threshold of logs.add_secrets: shorter values are not secrets
+            text = text.replace(secret, "***")
+    return text
 
 
 def is_insecure_remote(url: str) -> bool:

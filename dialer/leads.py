@@ -23,6 +23,7 @@ import polars as pl
 
 from dialer.config import LeadsConfig, Settings, ToolConfig
 from dialer.errors import ConfigError, LeadsError
+from dialer.phones import fast_normalise
 
 ROW = "__dialer_row"
 PHONE = "__dialer_phone"
@@ -329,19 +330,29 @@ def prepare(
 
 
 def _normalise_column(raw: pl.Series, default_region: str) -> pl.Series:
-    """Normalise each distinct raw value once; clean E.164 values skip the free-form parser."""
+    """Normalise each distinct raw value once.
+
+    Values that are already clean go through `phones.fast_normalise` (phonenumbers' own
+    metadata evaluated in polars, exact by construction); only the rest, a few percent of a
+    real list, take the free-form parser one by one.
+    """
     cleaned = raw.fill_null("").str.strip_chars()
     distinct = cleaned.unique()
-    parsed = [_normalise_phone(value, default_region) for value in distinct.to_list()]
-    lookup = pl.DataFrame(
+    fast = fast_normalise(distinct, default_region).with_columns(
+        distinct.alias("raw"), pl.lit(None, dtype=pl.String).alias("reason")
+    )
+    rest = fast.filter(pl.col("e164").is_null())["raw"].to_list()
+    parsed = [_normalise_phone(value, default_region) for value in rest]
+    slow = pl.DataFrame(
         {
-            "raw": distinct,
+            "raw": rest,
             "e164": [p[0] for p in parsed],
             "region": [p[1] for p in parsed],
             "reason": [p[2] for p in parsed],
         },
         schema={"raw": pl.String, "e164": pl.String, "region": pl.String, "reason": pl.String},
     )
+    lookup = pl.concat([fast.filter(pl.col("e164").is_not_null()).select(slow.columns), slow])
     joined = pl.DataFrame({"raw": cleaned}).join(lookup, on="raw", how="left", maintain_order="left")
     return joined.select(pl.struct("e164", "region", "reason").alias("phone")).to_series()
 

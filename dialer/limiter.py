@@ -35,6 +35,7 @@ class RateLimiter:
     _last_increase: float = field(init=False, default=0.0)
     _last_cut: float = field(init=False, default=float("-inf"))
     _pauses: int = field(init=False, default=0)
+    _last_release: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -55,14 +56,26 @@ class RateLimiter:
         return slot - now
 
     async def acquire(self) -> None:
-        """Wait for a slot; a pause that starts while we wait voids the slot booked before it."""
+        """Wait for a slot; a pause that starts while we wait voids the slot booked before it.
+
+        Senders that all wake late (an event-loop stall) would fire their old slots at once;
+        the last release time keeps even those at least one interval apart.
+        """
         while True:
             pauses = self._pauses
             delay = self.reserve()
             if delay > 0:
                 await self.sleep(delay)
-            if self._pauses == pauses or self.clock() >= self._paused_until:
-                return
+            if self._pauses != pauses and self.clock() < self._paused_until:
+                continue
+            while (wait := self._last_release + self.interval - self.clock()) > 0:
+                await self.sleep(wait)
+            now = self.clock()
+            if now < self._paused_until:
+                continue
+            self._last_release = now
+            self._next_slot = max(self._next_slot, now + self.interval)
+            return
 
     def pause(self, seconds: float, *, cut_rate: bool) -> None:
         """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease).

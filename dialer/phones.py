@@ -31,7 +31,7 @@ from phonenumbers import PhoneMetadata, PhoneNumberDesc
 __all__ = ["fast_normalise"]
 
 # Longer values are refused by the slow path before parsing (leads.MAX_PHONE_CHARS).
-MAX_CHARS = 64
+_MAX_CHARS = 64
 # phonenumbers' own bounds: `_MIN_LENGTH_FOR_NSN` and `_MAX_LENGTH_FOR_NSN`.
 _MIN_NSN = 2
 _MAX_NSN = 17
@@ -41,6 +41,8 @@ _DIGITS = "digits"
 _CODE = "code"
 _LOCAL = "local"  # no country code in the value: `parse` strips with the default region's rules
 _NSN = "nsn"
+_REST = "rest"
+_STRIPPED = "stripped"
 _LEN = "length"
 _SCHEMA = {_ROW: pl.UInt32, _CODE: pl.String, _LOCAL: pl.Boolean, _NSN: pl.String}
 _RESULT = {_ROW: pl.UInt32, "e164": pl.String, "region": pl.String}
@@ -71,7 +73,7 @@ def fast_normalise(raw: pl.Series, default_region: str) -> pl.DataFrame:
     frame = pl.DataFrame({"raw": raw.cast(pl.String)}).with_row_index(_ROW)
     text = pl.col("raw")
     tidy = frame.filter(
-        text.str.contains(_SYNTAX) & ~text.str.contains(_EXCEL_FLOAT) & (text.str.len_chars() <= MAX_CHARS)
+        text.str.contains(_SYNTAX) & ~text.str.contains(_EXCEL_FLOAT) & (text.str.len_chars() <= _MAX_CHARS)
     ).select(
         _ROW,
         text.str.starts_with("+").alias("plus"),
@@ -85,7 +87,7 @@ def fast_normalise(raw: pl.Series, default_region: str) -> pl.DataFrame:
     )
     accepted = [pl.DataFrame(schema=_RESULT)]
     for (code, local), part in candidates.partition_by(_CODE, _LOCAL, as_dict=True).items():
-        plan = _plan(int(str(code)))
+        plan = _plan(int(code))
         parse_rules = _rules(default_region) if local else (plan.main if plan else None)
         if plan is None or parse_rules is None:
             continue
@@ -198,7 +200,7 @@ def _length_verdict(desc: PhoneNumberDesc, length: int) -> _Length:
 
 def _lengths(desc: PhoneNumberDesc, verdicts: Iterable[_Length]) -> tuple[int, ...]:
     wanted = set(verdicts)
-    return tuple(n for n in range(MAX_CHARS + 1) if _length_verdict(desc, n) in wanted)
+    return tuple(n for n in range(_MAX_CHARS + 1) if _length_verdict(desc, n) in wanted)
 
 
 def _descs(metadata: PhoneMetadata) -> list[PhoneNumberDesc | None]:
@@ -337,17 +339,20 @@ def _national(frame: pl.DataFrame, default_region: str) -> pl.DataFrame:
         return empty
     code = str(rules.country_code)
     digits = pl.col(_DIGITS)
-    rest = _strip_prefix(digits.str.slice(len(code)), rules)
-    starts = digits.str.starts_with(code)
-    # The country code is taken off when the number was not viable before and is after, or was
-    # too long for the region before (`_maybe_extract_country_code`).
-    extracted = starts & (
-        (~_viable(digits, rules) & _viable(rest, rules)) | digits.str.len_chars().is_in(rules.too_long)
-    )
     # A number that starts with the region's international prefix (US `011`) would be read as
     # dialled abroad; those are declined rather than re-derived.
     international = digits.str.contains(rules.idd) if rules.idd else pl.lit(False)
-    return frame.filter((digits.str.len_chars() > 0) & ~international).select(
+    staged = frame.filter((digits.str.len_chars() > 0) & ~international).with_columns(
+        digits.str.slice(len(code)).alias(_REST)
+    )
+    staged = _with_prefix_stripped(staged, _REST, rules)
+    rest = pl.col(_STRIPPED)
+    # The country code is taken off when the number was not viable before and is after, or was
+    # too long for the region before.
+    extracted = digits.str.starts_with(code) & (
+        (~_viable(digits, rules) & _viable(rest, rules)) | digits.str.len_chars().is_in(rules.too_long)
+    )
+    return staged.select(
         _ROW,
         pl.lit(code).alias(_CODE),
         (~extracted).alias(_LOCAL),
@@ -360,12 +365,14 @@ def _viable(number: pl.Expr, rules: _Rules) -> pl.Expr:
     return number.str.contains(rules.general.pattern) if rules.general else pl.lit(False)
 
 
-def _strip_prefix(number: pl.Expr, rules: _Rules) -> pl.Expr:
-    """`_maybe_strip_national_prefix_carrier_code`: the number with its national prefix handled."""
+def _with_prefix_stripped(frame: pl.DataFrame, column: str, rules: _Rules) -> pl.DataFrame:
+    """`_maybe_strip_national_prefix_carrier_code` on a column, written to `_STRIPPED`.
+
+    Built in steps so that each regex runs once per row, not once per use of its result.
+    """
+    number = pl.col(column)
     if rules.prefix is None:
-        return number
-    # An empty number is returned as it is, even by a prefix pattern that matches empty text.
-    hit = number.str.contains(rules.prefix) & (number.str.len_chars() > 0)
+        return frame.with_columns(number.alias(_STRIPPED))
     plain = number.str.replace(rules.prefix, "")
     if rules.transform is None:
         candidate = plain
@@ -374,19 +381,25 @@ def _strip_prefix(number: pl.Expr, rules: _Rules) -> pl.Expr:
         untouched = number.str.extract(rules.prefix, rules.prefix_groups).is_null()
         transformed = number.str.replace(rules.prefix, rules.transform)
         candidate = pl.when(untouched).then(plain).otherwise(transformed)
+    # An empty number is returned as it is, even by a prefix pattern that matches empty text.
+    hit = number.str.contains(rules.prefix) & (number.str.len_chars() > 0)
+    frame = frame.with_columns(pl.when(hit).then(candidate).alias(_STRIPPED))
+    stripped = pl.col(_STRIPPED)
     # Stripping is undone when it turns a viable number into a non-viable one.
-    keep = _viable(number, rules) & ~_viable(candidate, rules)
-    return pl.when(hit & ~keep).then(candidate).otherwise(number)
+    keep = _viable(number, rules) & ~_viable(stripped, rules)
+    return frame.with_columns(
+        pl.when(stripped.is_not_null() & ~keep).then(stripped).otherwise(number).alias(_STRIPPED)
+    )
 
 
 def _strip_for_parse(part: pl.DataFrame, rules: _Rules) -> pl.DataFrame:
     """The last step of `parse`: strip the national prefix if what is left has a possible length."""
-    number = pl.col(_NSN)
-    stripped = _strip_prefix(number, rules)
-    nsn = pl.when(stripped.str.len_chars().is_in(rules.keeps_stripped)).then(stripped).otherwise(number)
+    staged = _with_prefix_stripped(part.filter(pl.col(_NSN).str.len_chars() >= _MIN_NSN), _NSN, rules)
+    stripped = pl.col(_STRIPPED)
+    nsn = pl.when(stripped.str.len_chars().is_in(rules.keeps_stripped)).then(stripped).otherwise(pl.col(_NSN))
     return (
-        part.filter(number.str.len_chars() >= _MIN_NSN)
-        .with_columns(nsn.alias(_NSN))
+        staged.with_columns(nsn.alias(_NSN))
+        .drop(_STRIPPED)
         .with_columns(pl.col(_NSN).str.len_chars().alias(_LEN))
         .filter(pl.col(_LEN).is_between(_MIN_NSN, _MAX_NSN))
     )
@@ -420,7 +433,7 @@ def _validate(part: pl.DataFrame, plan: _Plan) -> pl.DataFrame:
     for rules in plan.regions:
         if pending.is_empty():
             break
-        if True:
+        if rules.leading is None:
             pending = pending.with_columns(_valid_for(rules).alias("owned"))
             owned = pending.filter("owned")
         else:
