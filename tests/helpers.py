@@ -66,6 +66,7 @@ def write_config(
     from_phone_number_id: str = "pn_demo",
     results_suffix: str = ".csv",
     tools: bool = True,
+    transport: str = "aiohttp",
 ) -> Path:
     """A campaign file whose outputs all live in `folder`."""
     settings = {"calls_per_second": 10000, "max_concurrency": 8, "max_attempts": 3, "request_timeout_s": 10}
@@ -91,6 +92,7 @@ def write_config(
 [api]
 base_url = "{base_url}"
 organization_id = "org_demo"
+transport = "{transport}"
 
 [campaign]
 name = "test-campaign"

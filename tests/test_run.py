@@ -234,11 +234,12 @@ def test_400_marks_lead_failed_with_server_message(kyzo: KyzoServer, tmp_path: P
     assert kyzo.metrics()["requests"] == 3
 
 
-def test_server_errors_end_unknown_and_are_not_retried(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """5xx answers mark leads unknown (the call may exist) and are never sent again."""
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_server_errors_end_unknown_and_are_not_retried(start_server, tmp_path: Path, transport: str) -> None:  # type: ignore[no-untyped-def]
+    """5xx answers mark leads unknown (the call may exist) and are never sent again, on either transport."""
     server = start_server(error_rate=1.0, error_statuses=(500, 502), error_after_place=True)
     leads = write_leads(tmp_path / "leads.csv", lead_rows(6))
-    config = write_config(tmp_path, server.base_url, leads)
+    config = write_config(tmp_path, server.base_url, leads, transport=transport)
 
     result = run_cli(["run", str(config)])
 
@@ -250,11 +251,12 @@ def test_server_errors_end_unknown_and_are_not_retried(start_server, tmp_path: P
     assert server.metrics()["requests"] == 6
 
 
-def test_dropped_connections_end_unknown(start_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A connection dropped after the server read the request leaves the lead unknown, not retried."""
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_dropped_connections_end_unknown(start_server, tmp_path: Path, transport: str) -> None:  # type: ignore[no-untyped-def]
+    """A connection dropped after the server read the request leaves the lead unknown, on either transport."""
     server = start_server(drop_rate=1.0)
     leads = write_leads(tmp_path / "leads.csv", lead_rows(4))
-    config = write_config(tmp_path, server.base_url, leads)
+    config = write_config(tmp_path, server.base_url, leads, transport=transport)
 
     result = run_cli(["run", str(config)])
 
@@ -282,17 +284,22 @@ def test_rate_limited_server_still_places_everyone(start_server, tmp_path: Path)
     assert server.metrics()["max_accepted_in_any_1s_window"] <= 20
 
 
-def test_unreachable_api_ends_failed_and_retry_failed_resends(kyzo: KyzoServer, tmp_path: Path) -> None:
-    """Connection refused is retried then failed; --retry-failed sends those leads again."""
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_unreachable_api_ends_failed_and_retry_failed_resends(
+    kyzo: KyzoServer, tmp_path: Path, transport: str
+) -> None:
+    """Connection refused is a safe retry, then failed; --retry-failed sends those leads again."""
     leads = write_leads(tmp_path / "leads.csv", lead_rows(3))
-    dead = write_config(tmp_path, "http://127.0.0.1:9", leads, limits={"max_attempts": 2})
+    dead = write_config(
+        tmp_path, "http://127.0.0.1:9", leads, limits={"max_attempts": 2}, transport=transport
+    )
 
     first = run_cli(["run", str(dead)])
 
     assert first.exit_code == 1
     results = read_results(tmp_path / "results.csv")
     assert set(results["dialer_status"]) == {"failed"}
-    assert results["dialer_error"][0].startswith("gave up after 2 attempts")
+    assert results["dialer_error"][0].startswith("gave up after 2 attempts: request not sent")
 
     live = write_config(tmp_path, kyzo.base_url, leads)
     assert run_cli(["run", str(live)]).exit_code == 1
