@@ -253,7 +253,8 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
             input_fp = file_fingerprint(settings.leads_path)
             run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fp)
             claimable = claimable_statuses(options)
-            todo = leads_to_dial(table, checkpoint.states(), claimable)
+            states = checkpoint.states()
+            todo = leads_to_dial(table, states, claimable)
             log.info(
                 "run_start",
                 campaign=settings.campaign.name,
@@ -278,7 +279,9 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
                         gate,
                     )
                 )
-            summary = _finish(settings, table, checkpoint, report, options, gate)
+            if todo.height:
+                states = checkpoint.states()  # nothing dispatched: what was read before still holds
+            summary = _finish(settings, table, states, report, options, gate)
             checkpoint.end_run(run_id, summary.exit_code, summary.counts)
         finally:
             checkpoint.close()
@@ -435,12 +438,12 @@ def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
 def _finish(
     settings: Settings,
     table: LeadTable,
-    checkpoint: Checkpoint,
+    states: pl.DataFrame,
     report: DispatchReport,
     options: RunOptions,
     gate: CallingGate | None,
 ) -> RunSummary:
-    results = build_results(table, checkpoint.states())
+    results = build_results(table, states)
     write_atomic(results, settings.results_path)
     errors = errors_only(results)
     write_atomic(errors, settings.errors_path)
