@@ -443,11 +443,7 @@ def _finish(
     options: RunOptions,
     gate: CallingGate | None,
 ) -> RunSummary:
-    results = build_results(table, states)
-    write_atomic(results, settings.results_path)
-    errors = errors_only(results)
-    write_atomic(errors, settings.errors_path)
-    counts = status_counts(results)
+    counts = write_outputs(settings, table, states)
     code = exit_code_for(counts, report)
     resume = ""
     if code == EXIT_STOPPED:
@@ -471,10 +467,7 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec) -> RunSumm
     states = _existing_states(settings.checkpoint_path)
     todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
     built = sum(1 for _ in iter_requests(todo, spec))
-    results = build_results(table, states)
-    write_atomic(results, settings.results_path)
-    write_atomic(errors_only(results), settings.errors_path)
-    counts = status_counts(results)
+    counts = write_outputs(settings, table, states)
     report = DispatchReport()
     code = exit_code_for(counts, report)
     return RunSummary(
@@ -488,6 +481,14 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec) -> RunSumm
         dry_run=True,
         notes=[f"dry run: built {built} request bodies, sent nothing"],
     )
+
+
+def write_outputs(settings: Settings, table: LeadTable, states: pl.DataFrame) -> dict[str, int]:
+    """The results and errors files, each written atomically; returns the counts per status."""
+    results = build_results(table, states)
+    write_atomic(results, settings.results_path)
+    write_atomic(errors_only(results), settings.errors_path)
+    return status_counts(results)
 
 
 def _existing_states(path: Path) -> pl.DataFrame:
@@ -507,11 +508,7 @@ def export_campaign(settings: Settings) -> RunSummary:
     """Write the results and errors files again from the checkpoint and the input list."""
     table = load_table(settings)
     check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
-    states = _existing_states(settings.checkpoint_path)
-    results = build_results(table, states)
-    write_atomic(results, settings.results_path)
-    write_atomic(errors_only(results), settings.errors_path)
-    counts = status_counts(results)
+    counts = write_outputs(settings, table, _existing_states(settings.checkpoint_path))
     return RunSummary(
         campaign=settings.campaign.name,
         exit_code=EXIT_OK,
