@@ -163,7 +163,9 @@ class Dispatcher:
 
     async def run(self, leads: Iterator[LeadRequest]) -> DispatchReport:
         self.report.started = self._clock()
-        source = _Limited(leads, self._options.limit)
+        # leads outside their calling hours are passed over here, so --limit counts only
+        # leads that can be sent; the window is checked again at the moment of sending
+        source = _Limited(leads, self._options.limit, self._may_call)
         self._tasks = [
             asyncio.create_task(self._worker(source), name=f"dialer-worker-{i}")
             for i in range(self._options.max_concurrency)
@@ -376,21 +378,24 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class _Limited:
     """The shared lead iterator, cut at --limit; `next` never awaits, so tasks may share it."""
 
-    def __init__(self, leads: Iterator[LeadRequest], limit: int | None) -> None:
+    def __init__(
+        self, leads: Iterator[LeadRequest], limit: int | None, admit: Callable[[LeadRequest], bool]
+    ) -> None:
         self._leads = leads
         self._limit = limit
+        self._admit = admit
         self.taken = 0
         self._exhausted = False
 
     def next(self) -> LeadRequest | None:
         if self._limit is not None and self.taken >= self._limit:
             return None
-        lead = next(self._leads, None)
-        if lead is None:
-            self._exhausted = True
-            return None
-        self.taken += 1
-        return lead
+        for lead in self._leads:
+            if self._admit(lead):
+                self.taken += 1
+                return lead
+        self._exhausted = True
+        return None
 
     def cut_short(self) -> bool:
         if self._exhausted or self._limit is None or self.taken < self._limit:

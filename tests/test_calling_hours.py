@@ -142,3 +142,14 @@ def test_calling_hours_config_errors_name_the_key(tmp_path: Path) -> None:
     message = json.loads(result.stderr.splitlines()[-1])["message"]
     assert "calling_hours.end" in message
     assert "calling_hours.timezone" in message
+
+
+def test_limit_counts_only_leads_sent(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """--limit N sends N leads even when closed leads come first in the list."""
+    rows = _coast_to_coast(10)
+    leads = write_leads(tmp_path / "leads.csv", rows[5:] + rows[:5])  # San Francisco first
+    config = write_config(tmp_path, kyzo.base_url, leads, extra=HOURS)
+
+    assert _run(config, "2026-11-27T15:00:00", limit=3) == 4  # 10:00 New York, 07:00 San Francisco
+
+    assert {c["phoneNumber"] for c in kyzo.calls()} == {r["phone"] for r in rows[:3]}
