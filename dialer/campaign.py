@@ -7,6 +7,7 @@ these and maps the result to an exit code and a summary.
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import signal
 import sys
@@ -655,8 +656,10 @@ def validate_campaign(
         "skipped": skipped,
         "groups": groups,
         "first_request": first_body,
-        "endpoint": f"POST {settings.api.base_url}/organizations/{settings.api.organization_id}"
-        f"/agents/{settings.campaign.agent_id}/placeCall (x-api-key: {logs.REDACTED})",
+        "endpoint": logs.redact(
+            f"POST {settings.api.base_url}/organizations/{settings.api.organization_id}"
+            f"/agents/{settings.campaign.agent_id}/placeCall (x-api-key: {logs.REDACTED})"
+        ),
         "api": api_note,
         "problems": problems,
         "calling_hours": hours,
@@ -739,12 +742,17 @@ def list_account(settings: Settings, what: str) -> list[dict[str, Any]]:
 
 
 def purge_targets(settings: Settings) -> list[Path]:
-    """Every file the dialer wrote for this campaign: checkpoint (and set-aside ones), outputs."""
+    """Every file the dialer wrote for this campaign: checkpoint (and set-aside ones), outputs.
+
+    Never the lead list or the do-not-call list, even when a config points an output at them.
+    """
     checkpoint = settings.checkpoint_path
     names = [checkpoint, *(Path(f"{checkpoint}{suffix}") for suffix in ("-wal", "-shm", ".lock"))]
-    names += sorted(checkpoint.parent.glob(f"{checkpoint.name}.*.old*")) if checkpoint.parent.exists() else []
+    if checkpoint.parent.exists():
+        names += sorted(checkpoint.parent.glob(f"{glob.escape(checkpoint.name)}.*.old*"))
     names += [settings.results_path, settings.errors_path]
-    return [path for path in dict.fromkeys(names) if path.exists()]
+    inputs = {p.resolve() for p in (settings.leads_path, settings.leads.do_not_call) if p is not None}
+    return [path for path in dict.fromkeys(names) if path.exists() and path.resolve() not in inputs]
 
 
 def purge_campaign(settings: Settings) -> list[Path]:

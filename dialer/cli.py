@@ -37,6 +37,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     log_format: Annotated[
         str,
         typer.Option("--log-format", help="auto (console on a TTY, JSON otherwise), console or json."),
@@ -56,6 +57,8 @@ def _global(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
     stream = log_file.open("a", encoding="utf-8", buffering=1) if log_file else None
+    if stream is not None:
+        ctx.call_on_close(stream.close)
     logs.configure(log_format, log_level.lower(), stream)  # type: ignore[arg-type]
     logs.set_log_pii(log_pii)
     if log_pii:

@@ -53,11 +53,16 @@ def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
         *keep,
         status.alias(STATUS),
         pl.when(in_checkpoint).then(pl.col("__ck_call_id")).alias(CALL_ID),
-        pl.when(pre).then(pl.col(REASON)).otherwise(pl.col("__ck_error")).alias(ERROR),
+        _inert(pl.when(pre).then(pl.col(REASON)).otherwise(pl.col("__ck_error"))).alias(ERROR),
         pl.when(in_checkpoint).then(pl.col("__ck_http")).alias(HTTP_STATUS),
         pl.when(in_checkpoint).then(pl.col("__ck_attempts")).otherwise(0).alias(ATTEMPTS),
         pl.when(in_checkpoint).then(pl.col("__ck_updated")).otherwise(pl.lit(utc_now())).alias(UPDATED_AT),
     )
+
+
+def _inert(text: pl.Expr) -> pl.Expr:
+    """A server message starting with = + - @ would run as a formula in Excel: quote it."""
+    return pl.when(text.str.contains(r"^[=+\-@\t\r]")).then(pl.lit("'") + text).otherwise(text)
 
 
 def errors_only(results: pl.DataFrame) -> pl.DataFrame:

@@ -117,6 +117,12 @@ def _read_csv(path: Path, *, delimiter: str | None, encoding: str) -> pl.DataFra
         raise LeadsError(f"{path}: the file is empty")
     if b"\x00" in head:
         raise LeadsError(f"{path}: is binary, not a CSV text file; export the list as CSV (UTF-8) or Parquet")
+    if b"\r" in head.split(b"\n", 1)[0].rstrip(b"\r"):
+        # polars ends lines at LF only: a CR-only file would be one giant header row
+        raise LeadsError(
+            f"{path}: lines end with a lone carriage return (an old Mac format); "
+            "save it as CSV with LF or CRLF line endings"
+        )
     if b"\n" not in head and path.stat().st_size > MAX_HEADER_BYTES:
         raise LeadsError(
             f"{path}: the first line is longer than {MAX_HEADER_BYTES // 1024} KiB; "
@@ -143,10 +149,8 @@ def _read_csv(path: Path, *, delimiter: str | None, encoding: str) -> pl.DataFra
         source = text.encode("utf-8")
         head_text = text[:_SNIFF_BYTES]
     separator = delimiter or _sniff_delimiter(head_text)
-    header = next(
-        csv.reader(io.StringIO(head_text.splitlines()[0] if head_text else ""), delimiter=separator),
-        [],
-    )
+    # the whole head, not its first line: a quoted header name may hold a newline
+    header = next(csv.reader(io.StringIO(head_text), delimiter=separator), [])
     _check_names(path, [name.strip() for name in header])
     try:
         frame = pl.read_csv(
@@ -167,6 +171,8 @@ def _read_csv(path: Path, *, delimiter: str | None, encoding: str) -> pl.DataFra
                 "check for an unquoted delimiter in a value"
             ) from None
         raise LeadsError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
+    # the header as polars read it (a quoted newline can make it differ from the first text line)
+    _check_names(path, [name.strip() for name in frame.columns])
     return frame.rename({name: name.strip() for name in frame.columns})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
@@ -11,6 +12,7 @@ import structlog
 
 LogFormat = Literal["auto", "console", "json"]
 REDACTED = "***"
+_PHONE_IN_TEXT = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164, as the dialer writes numbers
 _secrets: set[str] = set()
 _log_pii = False
 
@@ -35,20 +37,25 @@ def redact(text: str) -> str:
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        # a number inside free text (an API error echoing the phone, a checkpoint message) too
+        return redact(value) if _log_pii else _PHONE_IN_TEXT.sub(_mask_match, redact(value))
     if isinstance(value, dict):
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact_value(v) for v in value]
     if isinstance(value, BaseException):
-        return redact(str(value))
+        return _redact_value(str(value))
     return value
 
 
 def _redact_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    if not _secrets:
+    if not _secrets and _log_pii:
         return event
     return {k: _redact_value(v) for k, v in event.items()}
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    return mask_phone(match.group(0))
 
 
 def mask_phone(phone: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,15 @@ class KyzoServer:
 
 
 @pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    """Each test starts with default logging and no remembered secrets."""
+def _reset_process_state() -> Iterator[None]:
+    """Each test starts with default logging, no remembered secrets, PII masked, the umask it had."""
+    umask = os.umask(0o022)
+    os.umask(umask)
     yield
     structlog.reset_defaults()
     logs._secrets.clear()
+    logs.set_log_pii(False)
+    os.umask(umask)
 
 
 @pytest.fixture
