@@ -69,6 +69,8 @@ class DispatchReport:
     started: float = 0.0
     finished: float = 0.0
     outside_hours: int = 0
+    first_send: float = 0.0
+    last_send: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -76,7 +78,9 @@ class DispatchReport:
 
     @property
     def calls_per_second(self) -> float:
-        return self.sent / self.duration_s if self.duration_s > 0 else 0.0
+        """Sends per second between the first and the last send: the pace the API saw."""
+        span = self.last_send - self.first_send
+        return (self.sent - 1) / span if self.sent > 1 and span > 0 else 0.0
 
 
 OutcomeHook = Callable[[LeadRequest, Status, Outcome, int], None]
@@ -214,6 +218,9 @@ class Dispatcher:
                 self._in_flight[lead.key] = lead
             attempts += 1
             self.report.sent += 1
+            self.report.last_send = self._clock()
+            if self.report.sent == 1:
+                self.report.first_send = self.report.last_send
             answer = await self._sender.place_call(lead.body)
             outcome = classify(answer, retry_ambiguous=self._options.retry_ambiguous)
             self._after_answer(lead, outcome, attempts)
