@@ -561,17 +561,17 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
 # ---------------------------------------------------------------- progress
 
 
-class _Progress:
+class Progress:
     """A tqdm bar on a TTY, nothing otherwise: callers never branch on it."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, stream: Any = None) -> None:
         self._bar: Any = None
         self._counts: dict[str, int] = {}
         self._started = time.monotonic()
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="lead", file=sys.stderr, dynamic_ncols=True)
+            self._bar = tqdm(total=total, unit="lead", file=stream or sys.stderr, dynamic_ncols=True)
 
     def advance(self, status: str) -> None:
         if self._bar is None:
@@ -592,8 +592,8 @@ class _Progress:
             self._bar.close()
 
 
-def _progress(total: int, *, enabled: bool) -> _Progress:
-    return _Progress(total, enabled)
+def _progress(total: int, *, enabled: bool) -> Progress:
+    return Progress(total, enabled)
 
 
 def rejected_summary(table: LeadTable, examples: int = 5) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ def test_rate_never_exceeds_the_configured_limit(
     assert metrics["placed"] == 75
     assert metrics["max_accepted_in_any_1s_window"] <= 26
     assert max(metrics["accepted_per_second"].values()) <= 26
-    achieved = [e for e in json_logs(result.stderr) if e["event"] == "run_end"][0]["calls_per_second"]
+    achieved = next(e for e in json_logs(result.stderr) if e["event"] == "run_end")["calls_per_second"]
     assert 24.0 <= achieved <= 25.0  # the pace between first and last send, as the summary reports it
 
 
