@@ -216,6 +216,11 @@ class Dispatcher:
                     return _NOT_CLAIMED
                 claimed = True
                 self._in_flight[lead.key] = lead
+            await self._limiter.admit()
+            if self._stopping:
+                return _NOT_SENT
+            if not self._may_call(lead):  # admit may have waited out a pause
+                return _OUTSIDE_HOURS
             attempts += 1
             self.report.sent += 1
             self.report.last_send = self._clock()

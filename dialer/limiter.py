@@ -7,7 +7,9 @@ catch-up burst. The clock and the sleep are injected: tests run on a fake clock.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +37,7 @@ class RateLimiter:
     _last_increase: float = field(init=False, default=0.0)
     _last_cut: float = field(init=False, default=float("-inf"))
     _pauses: int = field(init=False, default=0)
-    _last_release: float = field(init=False, default=float("-inf"))
+    _released: deque[float] = field(init=False, default_factory=deque)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -55,27 +57,44 @@ class RateLimiter:
         self._next_slot = slot + self.interval
         return slot - now
 
+    @property
+    def window_cap(self) -> int:
+        """Most sends allowed in any one-second window: the rate, rounded up."""
+        return max(1, math.ceil(self.rate - 1e-9))
+
     async def acquire(self) -> None:
         """Wait for a slot; a pause that starts while we wait voids the slot booked before it.
 
-        Senders that all wake late (an event-loop stall) would fire their old slots at once;
-        the last release time keeps even those at least one interval apart.
+        Slots stay on their schedule, so a wake-up that is a little late costs nothing.
         """
         while True:
             pauses = self._pauses
             delay = self.reserve()
             if delay > 0:
                 await self.sleep(delay)
-            if self._pauses != pauses and self.clock() < self._paused_until:
-                continue
-            while (wait := self._last_release + self.interval - self.clock()) > 0:
-                await self.sleep(wait)
+            if self._pauses == pauses or self.clock() >= self._paused_until:
+                return
+
+    async def admit(self) -> None:
+        """Call right before the request leaves: at most `window_cap` sends per sliding second.
+
+        Anything between the slot and the wire (the checkpoint's commit, an event-loop stall)
+        can bunch requests that left their slots on time; this bound holds on real send times.
+        """
+        while True:
             now = self.clock()
-            if now < self._paused_until:
-                continue
-            self._last_release = now
-            self._next_slot = max(self._next_slot, now + self.interval)
-            return
+            wait = max(self._paused_until - now, self._window_wait(now))
+            if wait <= 0:
+                self._released.append(now)
+                return
+            await self.sleep(wait)
+
+    def _window_wait(self, now: float) -> float:
+        while self._released and now - self._released[0] >= 1.0:
+            self._released.popleft()
+        if len(self._released) < self.window_cap:
+            return 0.0
+        return self._released[-self.window_cap] + 1.0 - now
 
     def pause(self, seconds: float, *, cut_rate: bool) -> None:
         """Hold every sender for `seconds`; a 429 also halves the rate (multiplicative decrease).
