@@ -7,6 +7,7 @@ these and maps the result to an exit code and a summary.
 from __future__ import annotations
 
 import asyncio
+import gc
 import glob
 import json
 import signal
@@ -267,6 +268,10 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
             report = DispatchReport()
             gate = calling_gate(settings, options)
             if todo.height:
+                # Long-lived objects (libraries, the lead table's wrappers) go out of the
+                # collector's reach: a full collection mid-run would stall sends for tens of ms.
+                gc.collect()
+                gc.freeze()
                 report = asyncio.run(
                     _dispatch(
                         settings,
