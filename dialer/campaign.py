@@ -357,7 +357,7 @@ async def _dispatch(
     limits = settings.limits
     loop = asyncio.get_running_loop()
     writer = checkpoint.writer(loop, run_id, claimable)
-    progress = _progress(todo.height, enabled=options.progress)
+    progress = Progress(todo.height, enabled=options.progress)
 
     def on_outcome(lead: LeadRequest, status: Status, outcome: Outcome, attempts: int) -> None:
         log.debug(
@@ -595,10 +595,6 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _progress(total: int, *, enabled: bool) -> Progress:
-    return Progress(total, enabled)
 
 
 def rejected_summary(table: LeadTable, examples: int = 5) -> list[dict[str, Any]]:

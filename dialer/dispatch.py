@@ -35,7 +35,6 @@ class StopReason(enum.Enum):
     LIMIT = "limit"  # --limit reached (exit 4)
     INTERRUPTED = "interrupted"  # SIGINT/SIGTERM (exit 4)
     RATE_LIMITED = "rate_limited"  # the server keeps refusing (exit 4)
-    OUTSIDE_HOURS = "outside_hours"  # no pending lead may be called now (exit 4)
     CHECKPOINT = "checkpoint"  # the checkpoint cannot be written (exit 4)
     API = "api"  # a fatal API answer or the circuit breaker (exit 3)
 
