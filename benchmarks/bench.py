@@ -47,6 +47,8 @@ from typing import Any
 import httpx
 import polars as pl
 
+from dialer.server import max_in_window
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work"
@@ -533,16 +535,6 @@ def read_ledger(path: Path) -> dict[str, Any]:
         else None,
         "phones_called_twice": sum(1 for n in phones.values() if n > 1),
     }
-
-
-def max_in_window(stamps: Sequence[float], width: float) -> int:
-    """Most stamps inside any half-open window [t, t + width) (stamps sorted)."""
-    best = start = 0
-    for end, stamp in enumerate(stamps):
-        while stamp - stamps[start] >= width:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def full_seconds_rate(per_second: Mapping[str, int]) -> float | None:

@@ -95,6 +95,19 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     next_window: str | None = None
 
+    @classmethod
+    def of(cls, settings: Settings, exit_code: int, counts: dict[str, int], **extra: Any) -> RunSummary:
+        """A summary with the campaign's name and file paths filled in."""
+        return cls(
+            campaign=settings.campaign.name,
+            exit_code=exit_code,
+            counts=counts,
+            results_path=settings.results_path,
+            errors_path=settings.errors_path,
+            checkpoint_path=extra.pop("checkpoint_path", settings.checkpoint_path),
+            **extra,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign,
@@ -456,13 +469,10 @@ def _finish(
         resume = (
             options.command.replace(f" --limit {options.limit}", "") if options.limit else options.command
         )
-    return RunSummary(
-        campaign=settings.campaign.name,
-        exit_code=code,
-        counts=counts,
-        results_path=settings.results_path,
-        errors_path=settings.errors_path,
-        checkpoint_path=settings.checkpoint_path,
+    return RunSummary.of(
+        settings,
+        code,
+        counts,
         report=report,
         resume_command=resume,
         next_window=gate.next_open_text if gate is not None and report.outside_hours else None,
@@ -476,12 +486,10 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec) -> RunSumm
     counts = write_outputs(settings, table, states)
     report = DispatchReport()
     code = exit_code_for(counts, report)
-    return RunSummary(
-        campaign=settings.campaign.name,
-        exit_code=code,
-        counts=counts,
-        results_path=settings.results_path,
-        errors_path=settings.errors_path,
+    return RunSummary.of(
+        settings,
+        code,
+        counts,
         checkpoint_path=None,
         report=report,
         dry_run=True,
@@ -515,14 +523,7 @@ def export_campaign(settings: Settings) -> RunSummary:
     table = load_table(settings)
     check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
     counts = write_outputs(settings, table, _existing_states(settings.checkpoint_path))
-    return RunSummary(
-        campaign=settings.campaign.name,
-        exit_code=EXIT_OK,
-        counts=counts,
-        results_path=settings.results_path,
-        errors_path=settings.errors_path,
-        checkpoint_path=settings.checkpoint_path,
-    )
+    return RunSummary.of(settings, EXIT_OK, counts)
 
 
 def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> dict[str, Any]:

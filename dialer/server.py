@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,7 +148,7 @@ def _validate_body(body: object, phone_number_ids: tuple[str, ...]) -> str | Non
     return _validate_tools(body.get("tools", []))
 
 
-def _max_in_window(stamps: list[float], width: float) -> int:
+def max_in_window(stamps: Sequence[float], width: float) -> int:
     """Most stamps inside any half-open window [t, t + width): what the rate limiter enforces."""
     ordered = sorted(stamps)
     best = start = 0
@@ -351,7 +351,7 @@ class _MockState:
                 "placed": len(self.placed_mono),
                 "status_counts": self.status_counts,
                 "accepted_per_second": per_second,
-                "max_accepted_in_any_1s_window": _max_in_window(self.placed_mono, _WINDOW),
+                "max_accepted_in_any_1s_window": max_in_window(self.placed_mono, _WINDOW),
             }
         )
 
