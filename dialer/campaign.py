@@ -337,20 +337,42 @@ def notify(url: str, summary: RunSummary, *, timeout_s: float) -> bool:
 
 def _open_for_run(settings: Settings, options: RunOptions) -> Checkpoint:
     path = settings.checkpoint_path
-    if options.new_campaign and path.exists():
-        aside = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}.old")
-        for suffix in ("", "-wal", "-shm"):
-            old = Path(str(path) + suffix)
-            if old.exists():
-                old.replace(Path(str(aside) + suffix))
-        logs.get_logger().warning("checkpoint_set_aside", path=str(aside))
+    identity = identity_of(settings)
     checkpoint = Checkpoint.open(path)
     try:
-        checkpoint.bind_identity(identity_of(settings))
+        if options.new_campaign and checkpoint.belongs_to(identity):
+            # Only another campaign's checkpoint is set aside: a --new-campaign left in a
+            # crontab must not start the same campaign afresh (and re-dial everyone) every run.
+            logs.get_logger().warning(
+                "new_campaign_ignored",
+                reason="the checkpoint already belongs to this campaign: resuming it",
+                path=str(path),
+            )
+        elif options.new_campaign:
+            checkpoint.close()
+            aside = _set_aside(path)
+            logs.get_logger().warning("checkpoint_set_aside", path=str(aside))
+            checkpoint = Checkpoint.open(path)
+        checkpoint.bind_identity(identity)
     except CheckpointError:
         checkpoint.close()
         raise
     return checkpoint
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a checkpoint (and its WAL files) to a name no earlier set-aside uses."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{path.name}.{stamp}.old")
+    n = 1
+    while any(Path(str(aside) + suffix).exists() for suffix in ("", "-wal", "-shm")):
+        n += 1
+        aside = path.with_name(f"{path.name}.{stamp}-{n}.old")
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(str(path) + suffix)
+        if old.exists():
+            old.replace(Path(str(aside) + suffix))
+    return aside
 
 
 async def _dispatch(

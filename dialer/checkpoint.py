@@ -235,6 +235,11 @@ class Checkpoint:
     def meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
+    def belongs_to(self, identity: Identity) -> bool:
+        """True for a fresh checkpoint or one of this very campaign."""
+        stored = self.meta()
+        return all(stored.get(k, v) == v for k, v in identity.as_meta().items())
+
     def bind_identity(self, identity: Identity) -> None:
         """Record the campaign on first use; refuse a checkpoint of another campaign."""
         stored = self.meta()

@@ -45,6 +45,7 @@ class Outcome:
     call_id: str | None = None
     retry_after: float | None = None  # seconds the server asked us to pause
     cut_rate: bool = False  # a 429: the limiter should slow down, not only pause
+    maybe_placed: bool = False  # retried under api.retry_ambiguous although it may have rung
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,11 @@ def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | N
     if answer.failure is Failure.NOT_SENT:
         return Outcome(Action.RETRY, f"request not sent: {answer.detail}")
     if answer.failure is Failure.AMBIGUOUS or status is None:
-        return Outcome(unknown_or_retry, f"no answer, the call may have been placed: {answer.detail}")
+        return Outcome(
+            unknown_or_retry,
+            f"no answer, the call may have been placed: {answer.detail}",
+            maybe_placed=retry_ambiguous,
+        )
     headers = {k.lower(): v for k, v in (answer.headers or {}).items()}
     message = _server_message(answer.body)
     if status == 200:
@@ -106,6 +111,7 @@ def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | N
         unknown_or_retry,
         f"server error ({status}), the call may have been placed{_said(message)}",
         status,
+        maybe_placed=retry_ambiguous,
     )
 
 

@@ -193,9 +193,10 @@ class Dispatcher:
     async def _handle(self, lead: LeadRequest) -> None:
         attempts = 0
         claimed = False
+        maybe_placed = False  # an earlier attempt may have rung the phone (api.retry_ambiguous)
 
         async def attempt() -> Outcome:
-            nonlocal attempts, claimed
+            nonlocal attempts, claimed, maybe_placed
             # The calling window is checked before taking a send slot (a closed lead must not
             # cost one) and again at the moment of sending, before every attempt.
             if not self._may_call(lead):
@@ -227,6 +228,7 @@ class Dispatcher:
                 self.report.first_send = self.report.last_send
             answer = await self._sender.place_call(lead.body)
             outcome = classify(answer, retry_ambiguous=self._options.retry_ambiguous)
+            maybe_placed = maybe_placed or outcome.maybe_placed
             self._after_answer(lead, outcome, attempts)
             return outcome
 
@@ -240,7 +242,7 @@ class Dispatcher:
         outcome: Outcome = await retrying(attempt)
         if not claimed:
             return
-        await self._finish(lead, outcome, attempts)
+        await self._finish(lead, outcome, attempts, maybe_placed=maybe_placed)
 
     def _may_call(self, lead: LeadRequest) -> bool:
         if self._gate is None or self._gate(lead):
@@ -292,8 +294,13 @@ class Dispatcher:
         elif outcome.action is Action.RETRY:
             self._on_event("retry", row=lead.row, attempt=attempts, reason=outcome.message)
 
-    async def _finish(self, lead: LeadRequest, outcome: Outcome, attempts: int) -> None:
+    async def _finish(self, lead: LeadRequest, outcome: Outcome, attempts: int, *, maybe_placed: bool) -> None:
         status, error = _final_status(outcome, attempts, self._options.max_attempts)
+        if maybe_placed and status is not Status.PLACED:
+            # Only a callId settles a lead that may already have rung: never `failed` or
+            # `pending`, which a rerun or --retry-failed would send again without asking.
+            status = Status.UNKNOWN
+            error = f"{error or outcome.message}; an earlier attempt may have placed the call"
         result = Result(lead.key, status, attempts, outcome.call_id, error, outcome.http_status)
         try:
             await self._writer.record(result)

@@ -155,3 +155,31 @@ def test_503_with_retry_after_is_retried(start_server: Callable[..., KyzoServer]
     assert len(calls) == 30
     assert len({c["phoneNumber"] for c in calls}) == 30
     assert server.metrics()["status_counts"].get("503", 0) > 0
+
+
+def test_retry_ambiguous_gives_up_as_unknown_never_failed(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """api.retry_ambiguous retries 500s, but a lead that never got a callId ends unknown, not failed.
+
+    `failed` would let --retry-failed ring it again without asking; the server placed every one.
+    """
+    server = start_server(error_rate=0.5, error_statuses=(500,), error_after_place=True, seed=7)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    config = write_config(tmp_path, server.base_url, leads, limits={"max_concurrency": 2, "max_attempts": 2})
+    text = config.read_text().replace('transport = "aiohttp"', 'transport = "aiohttp"\nretry_ambiguous = true')
+    config.write_text(text)
+
+    run_cli(["run", str(config)])
+
+    results = read_results(tmp_path / "results.csv")
+    statuses = Counter(results["dialer_status"].to_list())
+    assert set(statuses) == {"placed", "unknown"}, statuses
+    per_lead = Counter(c["referenceId"] for c in server.calls())
+    assert max(per_lead.values()) == 2  # the option did retry
+    unknown = results.filter(results["dialer_status"] == "unknown")
+    assert all("may have placed the call" in e for e in unknown["dialer_error"])
+    assert all(per_lead[ref] == 2 for ref in unknown["crm_id"])
+    sent = server.metrics()["requests"]
+    run_cli(["run", str(config), "--retry-failed"])
+    assert server.metrics()["requests"] == sent

@@ -272,7 +272,20 @@ def test_changed_agent_is_refused_unless_new_campaign(kyzo: KyzoServer, tmp_path
     assert len(kyzo.calls()) == 3
     aside = run_cli(["run", str(changed), "--new-campaign"])
     assert aside.exit_code == 1  # pn_other is unknown to the server: 400 for each lead
-    assert list(tmp_path.glob("checkpoint.db.*.old"))
+    assert len(list(tmp_path.glob("checkpoint.db.*.old"))) == 1
+    sent = kyzo.metrics()["requests"]
+
+    # Left in a crontab, the flag must not start the same campaign afresh at every run.
+    again = run_cli(["run", str(changed), "--new-campaign"])
+    assert again.exit_code == 1
+    assert "new_campaign_ignored" in again.stderr
+    assert kyzo.metrics()["requests"] == sent
+    assert len(list(tmp_path.glob("checkpoint.db.*.old"))) == 1
+
+    # Two set-asides within one second keep both old checkpoints (and their callIds).
+    back = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(back), "--new-campaign"]).exit_code == 0
+    assert len(list(tmp_path.glob("checkpoint.db.*.old"))) == 2
 
 
 def test_edited_list_keeps_placed_leads_and_dials_new_ones(kyzo: KyzoServer, tmp_path: Path) -> None:
