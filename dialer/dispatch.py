@@ -294,7 +294,9 @@ class Dispatcher:
         elif outcome.action is Action.RETRY:
             self._on_event("retry", row=lead.row, attempt=attempts, reason=outcome.message)
 
-    async def _finish(self, lead: LeadRequest, outcome: Outcome, attempts: int, *, maybe_placed: bool) -> None:
+    async def _finish(
+        self, lead: LeadRequest, outcome: Outcome, attempts: int, *, maybe_placed: bool
+    ) -> None:
         status, error = _final_status(outcome, attempts, self._options.max_attempts)
         if maybe_placed and status is not Status.PLACED:
             # Only a callId settles a lead that may already have rung: never `failed` or

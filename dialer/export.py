@@ -13,7 +13,7 @@ import polars as pl
 
 from dialer.checkpoint import Status, utc_now
 from dialer.errors import OutputError
-from dialer.leads import KEY, PRE_STATUS, REASON, LeadTable
+from dialer.leads import KEY, LOOKUP, PRE_STATUS, REASON, ROW, LeadTable
 
 STATUS = "dialer_status"
 CALL_ID = "dialer_call_id"
@@ -28,7 +28,9 @@ _MIN_FREE_BYTES = 16 * 1024 * 1024
 
 
 def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
-    """Join the input rows with the checkpoint; the verdict of this run's validation wins."""
+    """Join the input rows with the checkpoint; the verdict of this run's validation wins,
+    except over a call already made: a row edited into a rejection or added to the
+    do-not-call list after its call keeps its status and callId (nothing is lost)."""
     checkpoint = states.select(
         pl.col("key").alias("__ck_key"),
         pl.col("status").alias("__ck_status"),
@@ -38,22 +40,46 @@ def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
         pl.col("attempts").alias("__ck_attempts"),
         pl.col("updated_at").alias("__ck_updated"),
     )
-    joined = table.frame.join(checkpoint, left_on=KEY, right_on="__ck_key", how="left", maintain_order="left")
+    joined = table.frame.join(
+        checkpoint, left_on=LOOKUP, right_on="__ck_key", how="left", maintain_order="left"
+    )
     pre = pl.col(PRE_STATUS).is_not_null()
-    in_checkpoint = pl.col("__ck_status").is_not_null() & ~pre
+    called = pl.col("__ck_status").is_in([Status.PLACED.value, Status.UNKNOWN.value, Status.IN_FLIGHT.value])
+    # One row carries an earlier call: the valid row with that key if there is one, else the
+    # first row that now has a verdict of its own.
+    held = (pl.col(KEY).is_not_null() & ~pre).any().over(LOOKUP)
+    first = pl.col(ROW) == pl.col(ROW).min().over(LOOKUP)
+    revived = pre & called & ~held & first & pl.col(LOOKUP).is_not_null()
+    joined = joined.with_columns(revived.fill_null(False).alias("__revived"))
+    in_checkpoint = pl.col("__ck_status").is_not_null() & (~pre | pl.col("__revived"))
     status = (
-        pl.when(pre)
+        pl.when(pre & ~pl.col("__revived"))
         .then(pl.col(PRE_STATUS))
         .when(pl.col("__ck_status") == Status.IN_FLIGHT.value)
         .then(pl.lit(Status.UNKNOWN.value))
         .otherwise(pl.col("__ck_status").fill_null(Status.PENDING.value))
+    )
+    error = (
+        pl.when(pl.col("__revived"))
+        .then(
+            pl.format(
+                "called before the row changed (now: {}){}",
+                pl.col(REASON),
+                pl.when(pl.col("__ck_error").is_not_null())
+                .then(pl.lit("; ") + pl.col("__ck_error"))
+                .otherwise(pl.lit("")),
+            )
+        )
+        .when(pre)
+        .then(pl.col(REASON))
+        .otherwise(pl.col("__ck_error"))
     )
     keep = [c for c in table.input_columns if c not in OUTPUT_COLUMNS]
     return joined.select(
         *keep,
         status.alias(STATUS),
         pl.when(in_checkpoint).then(pl.col("__ck_call_id")).alias(CALL_ID),
-        _inert(pl.when(pre).then(pl.col(REASON)).otherwise(pl.col("__ck_error"))).alias(ERROR),
+        _inert(error).alias(ERROR),
         pl.when(in_checkpoint).then(pl.col("__ck_http")).alias(HTTP_STATUS),
         pl.when(in_checkpoint).then(pl.col("__ck_attempts")).otherwise(0).alias(ATTEMPTS),
         pl.when(in_checkpoint).then(pl.col("__ck_updated")).otherwise(pl.lit(utc_now())).alias(UPDATED_AT),

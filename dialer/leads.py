@@ -29,6 +29,7 @@ ROW = "__dialer_row"
 PHONE = "__dialer_phone"
 REGION = "__dialer_region"
 KEY = "__dialer_key"
+LOOKUP = "__dialer_lookup"  # the key a row would have if valid: finds its earlier call
 PRE_STATUS = "__dialer_pre_status"
 REASON = "__dialer_reason"
 INTERNAL = (ROW, PHONE, REGION, KEY, PRE_STATUS, REASON)
@@ -311,9 +312,12 @@ def prepare(
     elif config.dedupe == "reference_id":
         key = pl.lit("ref:") + ref
     else:
-        occurrence = pl.int_range(pl.len()).over(PHONE, ref)
+        # Counted over valid rows only: deleting a rejected row must not renumber (and
+        # so re-dial) a placed lead that shares its phone and referenceId.
+        occurrence = (pl.col("__reject").is_null().cast(pl.Int64).cum_sum() - 1).over(PHONE, ref)
         key = pl.format("{}|{}|{}", pl.col(PHONE), ref, occurrence)
-    work = work.with_columns(pl.when(pl.col("__reject").is_null()).then(key).alias(KEY))
+    lookup = key if config.dedupe != "none" else pl.when(pl.col("__reject").is_null()).then(key)
+    work = work.with_columns(pl.when(pl.col("__reject").is_null()).then(key).alias(KEY), lookup.alias(LOOKUP))
     first_row = pl.col(ROW).min().over(KEY)
     skip = (
         pl.when(pl.col("__reject").is_not_null())

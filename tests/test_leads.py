@@ -378,6 +378,15 @@ def test_dedupe_none_keeps_identical_rows_with_distinct_keys() -> None:
     assert all(key.startswith("+14155550132|CRM-1|") for key in keys)
 
 
+def test_dedupe_none_keys_ignore_rejected_rows() -> None:
+    """Deleting a rejected row from the list must not renumber (and re-dial) the valid rows after it."""
+    with_bad = [lead(email="not-an-email"), lead(), lead()]
+    before = prepare(frame(with_bad), leads_config(dedupe="none"), Path("leads.csv"))
+    after = prepare(frame(with_bad[1:]), leads_config(dedupe="none"), Path("leads.csv"))
+    assert before.frame[KEY].to_list()[0] is None
+    assert before.frame[KEY].to_list()[1:] == after.frame[KEY].to_list()
+
+
 def test_missing_reference_id_is_rejected() -> None:
     """With a reference column mapped, an empty referenceId is rejected naming the column."""
     assert verdicts([lead(crm_id=""), lead(crm_id=None, phone="4155550133")]) == [

@@ -167,7 +167,9 @@ def test_retry_ambiguous_gives_up_as_unknown_never_failed(
     server = start_server(error_rate=0.5, error_statuses=(500,), error_after_place=True, seed=7)
     leads = write_leads(tmp_path / "leads.csv", lead_rows(20))
     config = write_config(tmp_path, server.base_url, leads, limits={"max_concurrency": 2, "max_attempts": 2})
-    text = config.read_text().replace('transport = "aiohttp"', 'transport = "aiohttp"\nretry_ambiguous = true')
+    text = config.read_text().replace(
+        'transport = "aiohttp"', 'transport = "aiohttp"\nretry_ambiguous = true'
+    )
     config.write_text(text)
 
     run_cli(["run", str(config)])

@@ -288,6 +288,33 @@ def test_changed_agent_is_refused_unless_new_campaign(kyzo: KyzoServer, tmp_path
     assert len(list(tmp_path.glob("checkpoint.db.*.old"))) == 2
 
 
+def test_placed_lead_keeps_its_call_id_after_its_row_turns_invalid(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """A row edited into a rejection, or added to do-not-call, after its call keeps status and callId."""
+    rows = lead_rows(4, seed=8)
+    leads = write_leads(tmp_path / "leads.csv", rows)
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(config)]).exit_code == 0
+    first = read_results(tmp_path / "results.csv")
+    call_ids = dict(zip(first["crm_id"], first["dialer_call_id"], strict=True))
+
+    rows[1] = {**rows[1], "email": "not-an-email"}
+    write_leads(tmp_path / "leads.csv", rows)
+    (tmp_path / "dnc.txt").write_text(rows[2]["phone"] + "\n")
+    text = config.read_text().replace(
+        'default_region = "US"', f'default_region = "US"\ndo_not_call = "{tmp_path / "dnc.txt"}"'
+    )
+    config.write_text(text)
+    result = run_cli(["run", str(config)])
+
+    assert len(kyzo.calls()) == 4
+    after = read_results(tmp_path / "results.csv")
+    assert after["dialer_status"].to_list() == ["placed"] * 4
+    assert dict(zip(after["crm_id"], after["dialer_call_id"], strict=True)) == call_ids
+    assert after["dialer_error"][1] == "called before the row changed (now: invalid email in column 'email')"
+    assert after["dialer_error"][2] == "called before the row changed (now: do-not-call)"
+    assert result.exit_code == 0
+
+
 def test_edited_list_keeps_placed_leads_and_dials_new_ones(kyzo: KyzoServer, tmp_path: Path) -> None:
     """A re-exported list (reordered, rows removed and added) dials only the new leads."""
     rows = lead_rows(30, seed=3)
