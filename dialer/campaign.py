@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import glob
+import hashlib
 import json
 import signal
 import sys
@@ -132,10 +133,16 @@ def load_table(settings: Settings) -> LeadTable:
 
 
 def identity_of(settings: Settings) -> Identity:
+    def kept(value: str) -> str:
+        """An id built from ${env:} is a secret: the checkpoint keeps a digest that still tells change."""
+        if any(secret in value for secret in settings.secrets if len(secret) >= 4):
+            return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+        return value
+
     return Identity(
-        organization_id=settings.api.organization_id,
-        agent_id=settings.campaign.agent_id,
-        from_phone_number_id=settings.campaign.from_phone_number_id,
+        organization_id=kept(settings.api.organization_id),
+        agent_id=kept(settings.campaign.agent_id),
+        from_phone_number_id=kept(settings.campaign.from_phone_number_id),
         dedupe=settings.leads.dedupe,
     )
 
@@ -434,6 +441,10 @@ async def _dispatch(
             writer,
             limiter,
             DispatchOptions(
+                account=logs.redact(
+                    f"organization_id '{settings.api.organization_id}', "
+                    f"agent_id '{settings.campaign.agent_id}'"
+                ),
                 max_concurrency=limits.max_concurrency,
                 max_attempts=limits.max_attempts,
                 retry_ambiguous=settings.api.retry_ambiguous,
@@ -669,7 +680,7 @@ def validate_campaign(
     for group in groups:
         target = rejected if group["status"] == "rejected" else skipped
         target[group["reason"]] = target.get(group["reason"], 0) + group["count"]
-    first_body = json.loads(logs.redact(json.dumps(first.body))) if first else None
+    first_body = logs.redact_tree(first.body) if first else None
     return {
         "config": str(settings.source),
         "input": str(settings.leads_path),

@@ -308,7 +308,11 @@ def mock_server(
         str, typer.Option("--error-status", help="Statuses to inject, e.g. 500,502,503.")
     ] = "500",
     error_after_place: Annotated[
-        bool, typer.Option("--error-after-place", help="Place the call before erring.")
+        bool,
+        typer.Option(
+            "--error-after-place",
+            help="Place the call before erring (not for 429/503, which mean 'not processed').",
+        ),
     ] = False,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
 ) -> None:

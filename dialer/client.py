@@ -59,8 +59,13 @@ class Answer:
     detail: str = ""
 
 
-def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | None = None) -> Outcome:
-    """Map one answer to an action; the README reproduces this table."""
+def classify(
+    answer: Answer, *, retry_ambiguous: bool = False, now: datetime | None = None, account: str = ""
+) -> Outcome:
+    """Map one answer to an action; the README reproduces this table.
+
+    `account` names the organization and agent a 404 is about, since the server may not say.
+    """
     unknown_or_retry = Action.RETRY if retry_ambiguous else Action.UNKNOWN
     status = answer.status
     if answer.failure is Failure.NOT_SENT:
@@ -83,8 +88,12 @@ def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | N
             and call_id
         ):
             return Outcome(Action.PLACED, "", status, call_id)
+        # Whatever callId came back is kept: it is the only handle on a call that may be ringing.
         return Outcome(
-            Action.UNKNOWN, "200 without success and callId: the call may have been placed", status
+            Action.UNKNOWN,
+            "200 without success and callId: the call may have been placed",
+            status,
+            call_id if isinstance(call_id, str) and call_id else None,
         )
     if 300 <= status < 400:
         where = headers.get("location", "no Location")
@@ -96,7 +105,8 @@ def classify(answer: Answer, *, retry_ambiguous: bool = False, now: datetime | N
     if status == 403:
         return Outcome(Action.STOP, f"the API key is not allowed to place calls (403): {message}", status)
     if status == 404:
-        return Outcome(Action.STOP, f"organization or agent not found (404): {message}", status)
+        which = f" (this campaign uses {account})" if account else ""
+        return Outcome(Action.STOP, f"organization or agent not found (404){_said(message)}{which}", status)
     if status == 429:
         pause = parse_retry_after(headers.get("retry-after"), now)
         return Outcome(

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,18 @@ class ApiConfig(_Strict):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL, e.g. https://api.kyzo.ai/v1")
         return value.rstrip("/")
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _loadable_bundle(cls, value: Path | None) -> Path | None:
+        """A bundle that cannot load must stop the run before anything is opened or sent."""
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (OSError, ssl.SSLError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ValueError(f"cannot load the CA bundle {value}: {reason}") from None
+        return value
 
     @model_validator(mode="after")
     def _no_key_over_plain_http(self) -> ApiConfig:
@@ -255,14 +268,21 @@ def load_settings(
     try:
         parsed = CampaignFile.model_validate(resolved)
     except ValidationError as exc:
-        problems.extend(_describe(exc))
+        # A key whose ${env:} was missing is already explained; its empty value's error is noise.
+        unresolved = {problem.split(":", 1)[0] for problem in problems}
+        problems.extend(p for p in _describe(exc) if p.split(":", 1)[0] not in unresolved)
+    key = environ.get(API_KEY_ENV)
+    if key and not (key.isascii() and key.isprintable() and key == key.strip()):
+        problems.append(
+            f"the environment variable {API_KEY_ENV} contains whitespace, a control character or a "
+            "non-ASCII character (often a newline or \\r read from a file): export the bare key"
+        )
     if problems:
         # A message may quote a value built from ${env:...}; logs cannot redact what they never saw.
         raise ConfigError(source, [_hide(problem, secrets) for problem in problems])
 
     name = parsed.campaign.name
     out = parsed.output
-    key = environ.get(API_KEY_ENV)
     api_key = SecretStr(key) if key else None
     if key:
         secrets.add(key)

@@ -24,6 +24,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from dialer import logs
 from dialer.checkpoint import Claim, GroupCommitWriter, Result, Status
 from dialer.client import Action, Answer, Outcome, classify
 from dialer.errors import CheckpointError
@@ -56,6 +57,7 @@ class DispatchOptions:
     limit: int | None = None
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    account: str = ""  # "organization_id 'o', agent_id 'a'", for messages about a 404
 
 
 @dataclass
@@ -227,7 +229,9 @@ class Dispatcher:
             if self.report.sent == 1:
                 self.report.first_send = self.report.last_send
             answer = await self._sender.place_call(lead.body)
-            outcome = classify(answer, retry_ambiguous=self._options.retry_ambiguous)
+            outcome = classify(
+                answer, retry_ambiguous=self._options.retry_ambiguous, account=self._options.account
+            )
             maybe_placed = maybe_placed or outcome.maybe_placed
             self._after_answer(lead, outcome, attempts)
             return outcome
@@ -303,6 +307,8 @@ class Dispatcher:
             # `pending`, which a rerun or --retry-failed would send again without asking.
             status = Status.UNKNOWN
             error = f"{error or outcome.message}; an earlier attempt may have placed the call"
+        if error is not None:
+            error = logs.redact(error)  # a server may echo a secret (an id from ${env:}) back
         result = Result(lead.key, status, attempts, outcome.call_id, error, outcome.http_status)
         try:
             await self._writer.record(result)

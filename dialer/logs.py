@@ -35,6 +35,17 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_tree(value: Any) -> Any:
+    """Redact every string inside a JSON-like value (redacting its JSON text misses escaped secrets)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v) for v in value]
+    return value
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         # a number inside free text (an API error echoing the phone, a checkpoint message) too

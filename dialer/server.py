@@ -64,7 +64,7 @@ class ServerSettings:
     drop_rate: float = 0.0  # probability to drop the connection after placing the call
     error_rate: float = 0.0  # probability to answer an injected error status
     error_statuses: tuple[int, ...] = (500,)
-    error_after_place: bool = False  # injected error happens after the call was placed (ledgered)
+    error_after_place: bool = False  # injected 5xx (not 429/503) comes after the call was placed
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -324,7 +324,9 @@ class _MockState:
             return _DropConnection()
         if s.error_rate > 0 and self.rng.random() < s.error_rate:
             status = self.rng.choice(s.error_statuses)
-            if s.error_after_place:
+            # A 429 or 503 with Retry-After says "not processed, come back" (RFC 9110): the
+            # dialer retries those, so the server never places a call it answers that way.
+            if s.error_after_place and status not in (429, 503):
                 self._place(body, admitted, error_status=status)
             return self._error(status, "injected error", retry=status in (429, 503))
         return JSONResponse({"success": True, "callId": self._place(body, admitted)})

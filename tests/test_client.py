@@ -66,8 +66,14 @@ def _row(row_id: str, row: Row) -> Any:
 
 TABLE = [
     _row("200-placed", Row(Action.PLACED, 200, _json({"success": True, "callId": CALL_ID}), call_id=CALL_ID)),
-    _row("200-success-false", Row(Action.UNKNOWN, 200, _json({"success": False, "callId": CALL_ID}))),
-    _row("200-success-string", Row(Action.UNKNOWN, 200, _json({"success": "true", "callId": CALL_ID}))),
+    _row(
+        "200-success-false",
+        Row(Action.UNKNOWN, 200, _json({"success": False, "callId": CALL_ID}), call_id=CALL_ID),
+    ),
+    _row(
+        "200-success-string",
+        Row(Action.UNKNOWN, 200, _json({"success": "true", "callId": CALL_ID}), call_id=CALL_ID),
+    ),
     _row("200-no-callId", Row(Action.UNKNOWN, 200, _json({"success": True}))),
     _row("200-empty-callId", Row(Action.UNKNOWN, 200, _json({"success": True, "callId": ""}))),
     _row("200-non-json", Row(Action.UNKNOWN, 200, b"<html>OK</html>")),

@@ -233,6 +233,14 @@ def test_missing_env_reference_names_variable_and_key(tmp_path: Path) -> None:
     ]
 
 
+def test_missing_env_for_a_whole_value_is_one_problem(tmp_path: Path) -> None:
+    """agent_id = "${env:AGENT}" unset: one line naming the variable, not also "at least 1 character"."""
+    found = problems(tmp_path, swap('agent_id = "agent_1"', 'agent_id = "${env:AGENT}"'))
+    assert found == [
+        "campaign.agent_id: the environment variable AGENT is not set (referenced as ${env:AGENT})"
+    ]
+
+
 @pytest.mark.parametrize("name", ["1BAD", "", "A-B"])
 def test_invalid_env_variable_name_is_refused(tmp_path: Path, name: str) -> None:
     """${env:...} with a name that is not a variable name is reported with its key."""
@@ -497,3 +505,30 @@ def test_fingerprint_ignores_resolved_environment(tmp_path: Path) -> None:
     assert "alpha-secret" not in first.fingerprint
     assert len(first.fingerprint) == 64
     assert first.file.tools[0].args != second.file.tools[0].args
+
+
+def test_ca_bundle_is_checked_when_the_config_loads(tmp_path: Path) -> None:
+    """A missing or unreadable CA bundle is a config error naming api.ca_bundle, not a mid-run traceback."""
+    import certifi
+
+    line = 'organization_id = "org_1"'
+    good = load(tmp_path, swap(line, f'{line}\nca_bundle = "{certifi.where()}"'))
+    assert good.api.ca_bundle == Path(certifi.where())
+
+    missing = problems(tmp_path, swap(line, f'{line}\nca_bundle = "{tmp_path / "nope.pem"}"'))
+    assert len(missing) == 1
+    assert missing[0].startswith("api.ca_bundle: cannot load the CA bundle")
+    assert "No such file" in missing[0]
+
+    (tmp_path / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    junk = problems(tmp_path, swap(line, f'{line}\nca_bundle = "{tmp_path / "junk.pem"}"'))
+    assert junk[0].startswith("api.ca_bundle: cannot load the CA bundle")
+
+
+@pytest.mark.parametrize("key", ["test-key\r", "test-key\n", " test-key", "tëst-key", "test\x00key"])
+def test_api_key_with_stray_characters_is_refused_without_echoing_it(tmp_path: Path, key: str) -> None:
+    """A key read from a CRLF file ends in \\r: refused up front (aiohttp would raise mid-run)."""
+    found = problems(tmp_path, BASE, env={"KYZO_API_KEY": key})
+    assert len(found) == 1
+    assert "KYZO_API_KEY contains whitespace, a control character or a non-ASCII character" in found[0]
+    assert key.strip() not in found[0]

@@ -145,8 +145,14 @@ def test_long_retry_after_stops_resumably(start_server: Callable[..., KyzoServer
 
 
 def test_503_with_retry_after_is_retried(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
-    """503 with Retry-After (injected before placing) is retried until placed; nobody twice."""
-    server = start_server(error_rate=0.4, error_statuses=(503,), retry_after=0.05, seed=3)
+    """503 with Retry-After is retried until placed; nobody twice.
+
+    Even with --error-after-place the server answers 503 before placing (RFC 9110: not processed),
+    which is the premise that makes the retry safe.
+    """
+    server = start_server(
+        error_rate=0.4, error_statuses=(503,), retry_after=0.05, error_after_place=True, seed=3
+    )
     leads = write_leads(tmp_path / "leads.csv", lead_rows(30))
     config = write_config(tmp_path, server.base_url, leads, limits={"max_attempts": 20})
 

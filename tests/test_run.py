@@ -202,8 +202,15 @@ def test_exit_3_unknown_agent(kyzo: KyzoServer, tmp_path: Path) -> None:
     leads = write_leads(tmp_path / "leads.csv", lead_rows(5))
     config = write_config(tmp_path, kyzo.base_url, leads, agent_id="agent_nope")
 
-    assert run_cli(["run", str(config)]).exit_code == 3
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 3
+    assert "organization or agent not found (404)" in result.stdout
+    assert "organization_id 'org_demo', agent_id 'agent_nope'" in result.stdout
     assert kyzo.calls() == []
+    assert set(read_results(tmp_path / "results.csv")["dialer_status"]) == {"pending"}
+    assert run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads))]).exit_code == 0
+    assert len(kyzo.calls()) == 5
 
 
 def test_exit_5_when_checkpoint_locked(kyzo: KyzoServer, tmp_path: Path) -> None:

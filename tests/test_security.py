@@ -245,6 +245,38 @@ def test_validate_output_redacts_env_secrets_in_the_endpoint(tmp_path: Path) -> 
         assert HOOK_TOKEN not in result.stdout + result.stderr
 
 
+def test_validate_redacts_a_secret_that_json_would_escape(tmp_path: Path) -> None:
+    """A token with a quote, a backslash and a non-ASCII letter is hidden in text and --json output."""
+    token = 'tök"en\\SECRET-99'
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    config = write_config(tmp_path, "http://127.0.0.1:9", leads, extra=WEBHOOK_TOOL)
+
+    for extra in ([], ["--json"]):
+        result = run_cli(["validate", str(config), "--offline", *extra], env={"HOOK_TOKEN": token})
+        assert result.exit_code == 0
+        shown = result.stdout + result.stderr
+        assert "SECRET-99" not in shown
+        assert "Bearer ***" in shown
+
+
+def test_a_secret_echoed_by_the_api_reaches_no_file(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """The server's 400 quotes a fromPhoneNumberId taken from ${env:}: checkpoint and outputs hide it."""
+    secret = "pn-SECRET-777"
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    config = write_config(tmp_path, kyzo.base_url, leads, from_phone_number_id="${env:PN_SECRET}")
+
+    result = run_cli(["run", str(config)], env={"PN_SECRET": secret})
+
+    assert result.exit_code == 1
+    errors = read_results(tmp_path / "errors.csv")
+    assert errors["dialer_status"].to_list() == ["failed"] * 3
+    assert "***" in errors["dialer_error"][0]
+    for path in tmp_path.iterdir():
+        if path.is_file() and path.name != "campaign.toml":
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     "base_url",
     ["http://example.com", "http://10.0.0.5:8787", "http://localhost.example.com", "http://127.0.0.1.nip.io"],
