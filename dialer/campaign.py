@@ -27,7 +27,7 @@ from dialer.checkpoint import DONE, Checkpoint, Identity, RunLock, Status
 from dialer.client import KyzoClient, Outcome
 from dialer.config import Settings
 from dialer.dispatch import Dispatcher, DispatchOptions, DispatchReport, StopReason
-from dialer.errors import CheckpointError
+from dialer.errors import CheckpointError, OutputError, ResultsNotWritten
 from dialer.export import (
     build_results,
     check_outputs,
@@ -253,67 +253,84 @@ def exit_code_for(counts: dict[str, int], report: DispatchReport) -> int:
 
 
 def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
-    log = logs.get_logger()
-    table = load_table(settings)
-    spec = RequestSpec.build(settings, table.input_columns)
-    outputs = [settings.results_path, settings.errors_path]
-    if not options.dry_run:
-        outputs.append(settings.checkpoint_path)
-    need = 2 * settings.leads_path.stat().st_size
-    check_outputs(settings.leads_path, outputs, need_bytes=need)
-
-    if options.dry_run:
-        return _dry_run(settings, table, spec)
-
-    api_key = settings.require_api_key()
+    # The lock comes first: a second run on a busy checkpoint says so (exit 5) before anything
+    # else can fail, and a dry run never rewrites the files of a live run.
     with RunLock(settings.checkpoint_path):
+        table = load_table(settings)
+        spec = RequestSpec.build(settings, table.input_columns)
+        need = 2 * settings.leads_path.stat().st_size
+        check_outputs(
+            settings.leads_path,
+            [settings.results_path, settings.errors_path],
+            checkpoint=None if options.dry_run else settings.checkpoint_path,
+            need_bytes=need,
+        )
+        if options.dry_run:
+            return _dry_run(settings, table, spec)
+        api_key = settings.require_api_key()
         checkpoint = _open_for_run(settings, options)
         try:
-            recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
-            if recovered:
-                log.warning("recovered_in_flight", leads=recovered, status="unknown")
-            input_fp = file_fingerprint(settings.leads_path)
-            run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fp)
-            claimable = claimable_statuses(options)
-            states = checkpoint.states()
-            todo = leads_to_dial(table, states, claimable)
-            log.info(
-                "run_start",
-                campaign=settings.campaign.name,
-                rows=table.rows,
-                to_dial=todo.height,
-                calls_per_second=settings.limits.calls_per_second,
-                max_concurrency=settings.limits.max_concurrency,
+            summary = _run_with_checkpoint(
+                settings, options, checkpoint, table, spec, api_key.get_secret_value()
             )
-            report = DispatchReport()
-            gate = calling_gate(settings, options)
-            if todo.height:
-                # Long-lived objects (libraries, the lead table's wrappers) go out of the
-                # collector's reach: a full collection mid-run would stall sends for tens of ms.
-                gc.collect()
-                gc.freeze()
-                report = asyncio.run(
-                    _dispatch(
-                        settings,
-                        options,
-                        api_key.get_secret_value(),
-                        checkpoint,
-                        run_id,
-                        claimable,
-                        todo,
-                        spec,
-                        gate,
-                    )
-                )
-            if todo.height:
-                states = checkpoint.states()  # nothing dispatched: what was read before still holds
-            summary = _finish(settings, table, states, report, options, gate)
-            checkpoint.end_run(run_id, summary.exit_code, summary.counts)
         finally:
             checkpoint.close()
-    log.info("run_end", **summary.as_dict())
+    logs.get_logger().info("run_end", **summary.as_dict(), next_window=summary.next_window)
     if settings.file.notify is not None:
         notify(settings.file.notify.url, summary, timeout_s=settings.file.notify.timeout_s)
+    return summary
+
+
+def _run_with_checkpoint(
+    settings: Settings,
+    options: RunOptions,
+    checkpoint: Checkpoint,
+    table: LeadTable,
+    spec: RequestSpec,
+    api_key: str,
+) -> RunSummary:
+    log = logs.get_logger()
+    recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
+    if recovered:
+        log.warning("recovered_in_flight", leads=recovered, status="unknown")
+    input_fp = file_fingerprint(settings.leads_path)
+    run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fp)
+    claimable = claimable_statuses(options)
+    states = checkpoint.states()
+    todo = leads_to_dial(table, states, claimable)
+    log.info(
+        "run_start",
+        campaign=settings.campaign.name,
+        rows=table.rows,
+        to_dial=todo.height,
+        calls_per_second=settings.limits.calls_per_second,
+        max_concurrency=settings.limits.max_concurrency,
+    )
+    report = DispatchReport()
+    gate = calling_gate(settings, options)
+    if todo.height:
+        # Long-lived objects (libraries, the lead table's wrappers) go out of the
+        # collector's reach: a full collection mid-run would stall sends for tens of ms.
+        gc.collect()
+        gc.freeze()
+        report = asyncio.run(
+            _dispatch(settings, options, api_key, checkpoint, run_id, claimable, todo, spec, gate)
+        )
+        states = checkpoint.states()  # (with nothing dispatched, what was read before holds)
+    try:
+        summary = _finish(settings, table, states, report, options, gate)
+    except OutputError as exc:
+        if report.sent == 0:
+            checkpoint.end_run(run_id, EXIT_USAGE, {})
+            raise
+        # Calls went out: their outcomes are safe in the checkpoint, only the files are missing.
+        # Never exit 2 ("nothing sent") here; say how to get the files back.
+        checkpoint.end_run(run_id, EXIT_STOPPED, {})
+        raise ResultsNotWritten(
+            f"{exc} The {report.sent} calls sent in this run are recorded in the checkpoint; "
+            f"fix the problem and run: dialer export {settings.source}"
+        ) from None
+    checkpoint.end_run(run_id, summary.exit_code, summary.counts)
     return summary
 
 
@@ -458,17 +475,19 @@ async def _dispatch(
             on_event=on_event,
             gate=gate,
         )
-        _install_signal_handlers(loop, dispatcher)
+        previous = _install_signal_handlers(loop, dispatcher)
         try:
             report = await dispatcher.run(iter_requests(todo, spec))
         finally:
-            _remove_signal_handlers(loop)
+            _remove_signal_handlers(loop, previous)
             await writer.aclose()
             progress.close()
     return report
 
 
-def _install_signal_handlers(loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher) -> None:
+def _install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher
+) -> dict[signal.Signals, Any]:
     def handle(signum: int) -> None:
         name = signal.Signals(signum).name
         if dispatcher.stopping:
@@ -478,13 +497,18 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, dispatcher: Dispat
             logs.get_logger().warning("signal", signal=name, action="finishing calls in flight")
             dispatcher.stop(StopReason.INTERRUPTED, f"stopped by {name}")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
         loop.add_signal_handler(sig, handle, sig)
+    return previous
 
 
-def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+def _remove_signal_handlers(loop: asyncio.AbstractEventLoop, previous: dict[signal.Signals, Any]) -> None:
+    """asyncio resets a removed handler to the default (death by SIGTERM): put back the old one."""
+    for sig, handler in previous.items():
         loop.remove_signal_handler(sig)
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def _finish(
@@ -553,10 +577,19 @@ def _existing_states(path: Path) -> pl.DataFrame:
 
 def export_campaign(settings: Settings) -> RunSummary:
     """Write the results and errors files again from the checkpoint and the input list."""
-    table = load_table(settings)
-    check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
-    counts = write_outputs(settings, table, _existing_states(settings.checkpoint_path))
+    with RunLock(settings.checkpoint_path):  # a live run owns these files until it ends
+        table = load_table(settings)
+        check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
+        counts = write_outputs(settings, table, _existing_states(settings.checkpoint_path))
     return RunSummary.of(settings, EXIT_OK, counts)
+
+
+def unfinished_leads(settings: Settings) -> int | None:
+    """Leads still to be called (pending, or in flight when a run died); None without the list."""
+    if not settings.leads_path.exists():
+        return None
+    counts = status_counts(build_results(load_table(settings), _existing_states(settings.checkpoint_path)))
+    return counts["pending"]
 
 
 def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> dict[str, Any]:
@@ -790,11 +823,10 @@ def purge_targets(settings: Settings) -> list[Path]:
     return [path for path in dict.fromkeys(names) if path.exists() and path.resolve() not in inputs]
 
 
-def purge_campaign(settings: Settings) -> list[Path]:
-    """Delete the campaign's files while holding its lock, so no run is writing them."""
-    with RunLock(settings.checkpoint_path) as lock:
-        targets = [p for p in purge_targets(settings) if p != lock.path]
-        for path in targets:
-            path.unlink(missing_ok=True)
-        lock.path.unlink(missing_ok=True)
+def purge_campaign(settings: Settings, lock: RunLock) -> list[Path]:
+    """Delete the campaign's files; the caller holds its lock, so no run is writing them."""
+    targets = [p for p in purge_targets(settings) if p != lock.path]
+    for path in targets:
+        path.unlink(missing_ok=True)
+    lock.path.unlink(missing_ok=True)
     return [*targets, lock.path]

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from dialer.errors import AlreadyRunning, CheckpointError
+from dialer.errors import AlreadyRunning, CheckpointError, OutputError
 
 APPLICATION_ID = 0x4B595A4F  # "KYZO": marks the file as ours
 SCHEMA_VERSION = 1
@@ -120,7 +120,14 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise OutputError(
+                f"{self.path}: cannot create the run lock next to the checkpoint "
+                f"({exc.strerror or exc}): make the folder writable or choose another --checkpoint"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar
 
+import click
 import typer
 
 from dialer import logs
@@ -56,7 +59,7 @@ def _global(
         raise typer.BadParameter("must be auto, console or json", param_hint="--log-format")
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("must be debug, info, warning or error", param_hint="--log-level")
-    stream = log_file.open("a", encoding="utf-8", buffering=1) if log_file else None
+    stream = _open_log_file(log_file) if log_file else None
     if stream is not None:
         ctx.call_on_close(stream.close)
     logs.configure(log_format, log_level.lower(), stream)  # type: ignore[arg-type]
@@ -68,16 +71,42 @@ def _global(
         )
 
 
+def _open_log_file(path: Path) -> TextIO:
+    if path.suffix.lower() in (".csv", ".parquet", ".toml", ".db"):
+        # `--log-file leads.csv` would append JSON lines to a lead list (or a config).
+        raise typer.BadParameter(f"{path} looks like a data file, not a log; use e.g. dialer.log")
+    try:
+        return path.open("a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
 def _guarded(action: Callable[[], T]) -> T:
     """Run a command body; a DialerError becomes a message on stderr and its exit code."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
     try:
         return action()
     except DialerError as exc:
         logs.report_error(str(exc), exc.exit_code)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        logs.report_error("interrupted", 4)
+        logs.report_error("interrupted; nothing is lost: run the same command again to resume", 4)
         raise typer.Exit(4) from None
+    except (typer.Exit, typer.Abort, click.ClickException):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not pass for "finished" (Python's exit 1)
+        logs.get_logger().exception("internal_error", error=logs.redact(f"{type(exc).__name__}: {exc}"))
+        logs.report_error("internal error (a bug in kyzo-dialer): please report it with the log above", 70)
+        raise typer.Exit(70) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM outside the dial loop (loading, writing files) ends like Ctrl-C: exit 4, resumable."""
+    raise KeyboardInterrupt
 
 
 def _settings(config: Path, **overrides: Any) -> Settings:
@@ -225,24 +254,36 @@ def purge(
     config: ConfigArg,
     checkpoint: CheckpointOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Purge even though some leads have not been called yet.")
+    ] = False,
 ) -> None:
-    """Delete a campaign's checkpoint, results and errors files (data retention)."""
-    from dialer.campaign import purge_campaign, purge_targets
+    """Delete a finished campaign's checkpoint, results and errors files (data retention)."""
+    from dialer.campaign import purge_campaign, purge_targets, unfinished_leads
+    from dialer.checkpoint import RunLock
 
     def body() -> int:
         settings = _settings(config, checkpoint_path=checkpoint)
-        targets = purge_targets(settings)
-        if not targets:
+        if not purge_targets(settings):
             typer.echo("nothing to delete")
             return 0
-        for path in targets:
-            typer.echo(f"  {path}")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise _usage("purge deletes the files above: add --yes to confirm without a TTY")
-            if not typer.confirm(f"Delete these {len(targets)} files for good?", default=False):
-                raise _usage("not confirmed; nothing was deleted")
-        deleted = purge_campaign(settings)
+        with RunLock(settings.checkpoint_path) as lock:  # first: a live run means exit 5
+            targets = purge_targets(settings)
+            pending = unfinished_leads(settings) if settings.checkpoint_path.exists() else None
+            if pending and not force:
+                # Without its checkpoint, a later run would dial everyone again, placed leads too.
+                raise _usage(
+                    f"the campaign is not finished: {pending} leads of {settings.leads_path} are "
+                    "still pending. Finish it with dialer run, or add --force to purge it anyway"
+                )
+            for path in targets:
+                typer.echo(f"  {path}")
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise _usage("purge deletes the files above: add --yes to confirm without a TTY")
+                if not typer.confirm(f"Delete these {len(targets)} files for good?", default=False):
+                    raise _usage("not confirmed; nothing was deleted")
+            deleted = purge_campaign(settings, lock)
         typer.echo(f"deleted {len(deleted)} files")
         return 0
 
@@ -281,7 +322,7 @@ def _list_account(config: Path, what: str, as_json: bool) -> None:
 @app.command("mock-server")
 def mock_server(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8787,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port; 0 picks a free one.")] = 8787,
     api_key: Annotated[
         str | None,
         typer.Option("--api-key", help="Key to accept; defaults to $KYZO_API_KEY or kyzo-demo-key."),

@@ -277,6 +277,10 @@ def load_settings(
             f"the environment variable {API_KEY_ENV} contains whitespace, a control character or a "
             "non-ASCII character (often a newline or \\r read from a file): export the bare key"
         )
+    for name, value in (limit_overrides or {}).items():
+        if value is not None:  # the user typed a flag, not the key: say so
+            flag = "--" + name.replace("_", "-")
+            problems = [f"{p} (given as {flag})" if p.startswith(f"limits.{name}:") else p for p in problems]
     if problems:
         # A message may quote a value built from ${env:...}; logs cannot redact what they never saw.
         raise ConfigError(source, [_hide(problem, secrets) for problem in problems])

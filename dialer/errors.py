@@ -6,6 +6,7 @@
     │   ├── LeadsError          the lead list cannot be read or mapped
     │   ├── CheckpointError     the checkpoint is foreign, corrupt or from another campaign
     │   └── OutputError         an output file or folder cannot be written
+    ├── ResultsNotWritten       calls went out but the files could not be written (exit 4)
     └── AlreadyRunning          another run holds the checkpoint (exit 5)
 
 API answers are not exceptions: `client.classify` turns each into an `Outcome` whose action
@@ -47,6 +48,12 @@ class CheckpointError(UserError):
 
 class OutputError(UserError):
     """An output path cannot be written; checked before any call is sent."""
+
+
+class ResultsNotWritten(DialerError):
+    """Calls were sent and recorded, but the results could not be written: `dialer export` later."""
+
+    exit_code = 4
 
 
 class AlreadyRunning(DialerError):

@@ -121,18 +121,25 @@ def write_atomic(frame: pl.DataFrame, path: Path) -> None:
         raise OutputError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
 
 
-def check_outputs(input_path: Path, outputs: Iterable[Path], *, need_bytes: int = 0) -> None:
+def check_outputs(
+    input_path: Path, outputs: Iterable[Path], *, checkpoint: Path | None = None, need_bytes: int = 0
+) -> None:
     """Before any call: every output folder can be created and written, and none is the input."""
     seen: dict[Path, Path] = {}
     source = input_path.resolve()
-    for path in outputs:
+    if checkpoint is not None and checkpoint.suffix.lower() in (".csv", ".parquet"):
+        raise OutputError(
+            f"{checkpoint}: the checkpoint is a SQLite database, not a {checkpoint.suffix} file; "
+            "name it .db (e.g. out/campaign.checkpoint.db)"
+        )
+    for path in [*outputs, *([checkpoint] if checkpoint is not None else [])]:
         resolved = path.resolve()
         if resolved == source:
             raise OutputError(f"{path}: is the lead list itself; writing there would overwrite it")
         if resolved in seen:
             raise OutputError(f"{path}: is used for two outputs; give each its own path")
         seen[resolved] = path
-        if path.suffix.lower() not in (".csv", ".parquet", ".db", ".sqlite"):
+        if path != checkpoint and path.suffix.lower() not in (".csv", ".parquet"):
             raise OutputError(f"{path}: unsupported output type '{path.suffix}'; use .csv or .parquet")
         folder = path.parent
         try:

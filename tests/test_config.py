@@ -532,3 +532,12 @@ def test_api_key_with_stray_characters_is_refused_without_echoing_it(tmp_path: P
     assert len(found) == 1
     assert "KYZO_API_KEY contains whitespace, a control character or a non-ASCII character" in found[0]
     assert key.strip() not in found[0]
+
+
+def test_a_bad_flag_override_names_the_flag(tmp_path: Path) -> None:
+    """--calls-per-second 0 is reported against the flag the user typed, not only the config key."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, BASE), env={}, limit_overrides={"calls_per_second": 0.0})
+    assert info.value.problems == [
+        "limits.calls_per_second: Input should be greater than 0 (given as --calls-per-second)"
+    ]

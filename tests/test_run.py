@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -224,6 +225,59 @@ def test_exit_5_when_checkpoint_locked(kyzo: KyzoServer, tmp_path: Path) -> None
     assert result.exit_code == 5
     assert "pid" in result.stderr
     assert kyzo.calls() == []
+
+
+@pytest.mark.parametrize(
+    "args, api_key",
+    [
+        (["run"], None),  # no API key: 2 on its own, but 5 comes first
+        (["run", "--input", "missing.csv"], "k"),  # a bad input: same
+        (["run", "--dry-run"], "k"),  # would rewrite the live run's files
+        (["export"], "k"),  # same
+    ],
+)
+def test_a_held_lock_wins_over_other_errors_and_guards_the_files(
+    kyzo: KyzoServer, tmp_path: Path, args: list[str], api_key: str | None
+) -> None:
+    """Exit precedence puts 5 first; dry runs and export never write over a live run's files."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+
+    with RunLock(tmp_path / "checkpoint.db"):
+        result = run_cli([args[0], str(config), *args[1:]], api_key=api_key)
+
+    assert result.exit_code == 5
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_results_unwritable_after_calls_exits_4_and_export_recovers(
+    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls went out but the results cannot be written: not 2 ("nothing sent"); the run is closed."""
+    import dialer.campaign as campaign
+    from dialer.errors import OutputError
+
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(4))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    real = campaign.write_outputs
+
+    def disk_full(*args: object, **kwargs: object) -> dict[str, int]:
+        raise OutputError(f"{tmp_path / 'results.csv'}: no space left on device.")
+
+    monkeypatch.setattr(campaign, "write_outputs", disk_full)
+    result = run_cli(["run", str(config)])
+    monkeypatch.setattr(campaign, "write_outputs", real)
+
+    assert result.exit_code == 4
+    message = json_logs(result.stderr)[-1]["message"]
+    assert "The 4 calls sent in this run are recorded in the checkpoint" in message
+    assert f"dialer export {config}" in message
+    status = json.loads(run_cli(["status", str(config), "--json"]).stdout)
+    assert status["runs"][-1]["exit_code"] == 4
+    assert run_cli(["export", str(config)]).exit_code == 0
+    assert set(read_results(tmp_path / "results.csv")["dialer_status"]) == {"placed"}
+    assert run_cli(["run", str(config)]).exit_code == 0
+    assert len(kyzo.calls()) == 4
 
 
 def test_400_marks_lead_failed_with_server_message(kyzo: KyzoServer, tmp_path: Path) -> None:

@@ -664,7 +664,25 @@ def test_purge_without_yes_and_without_tty_refuses(kyzo: KyzoServer, tmp_path: P
 
     assert result.exit_code == 2
     assert "--yes" in json_logs(result.stderr)[0]["message"]
-    assert {path: path.read_bytes() for path in files} == before
+    # (the lock file records who last took the lock; SQLite's -shm index is rebuilt by a read)
+    kept = [path for path in files if not path.name.endswith((".lock", "-shm"))]
+    assert len(kept) >= 3
+    assert {path: path.read_bytes() for path in kept} == {path: before[path] for path in kept}
+
+
+def test_purge_refuses_an_unfinished_campaign_without_force(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """Leads still pending: purge would make a later run dial everyone again, so it needs --force."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(6))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(config), "--limit", "2"]).exit_code == 4
+
+    refused = run_cli(["purge", str(config), "--yes"])
+
+    assert refused.exit_code == 2
+    assert "not finished: 4 leads" in json_logs(refused.stderr)[0]["message"]
+    assert (tmp_path / "checkpoint.db").exists()
+    assert run_cli(["purge", str(config), "--yes", "--force"]).exit_code == 0
+    assert not (tmp_path / "checkpoint.db").exists()
 
 
 def test_purge_while_a_run_holds_the_lock_exits_5(kyzo: KyzoServer, tmp_path: Path) -> None:

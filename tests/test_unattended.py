@@ -145,3 +145,92 @@ def test_export_rewrites_results_from_checkpoint(kyzo: KyzoServer, tmp_path: Pat
     after = read_results(tmp_path / "results.csv")
     assert after.drop("dialer_updated_at").equals(before.drop("dialer_updated_at"))
     assert len(kyzo.calls()) == 6
+
+
+# ---------------------------------------------------------------- exits that schedulers rely on
+
+
+def test_sigterm_outside_the_dial_loop_exits_4_not_143() -> None:
+    """A cron timeout while the list loads or files are written ends like Ctrl-C: exit 4, resumable."""
+    import os
+    import signal
+
+    import typer
+
+    from dialer.cli import _guarded
+
+    def body() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM should have interrupted the body")
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(typer.Exit) as stopped:
+        _guarded(body)
+    assert stopped.value.exit_code == 4
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_dial_loop_gives_sigterm_back_to_the_cli_handler(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """asyncio resets a removed signal handler to the default: the run must restore the CLI's."""
+    import signal
+
+    from dialer.campaign import RunOptions, run_campaign
+    from dialer.cli import _terminate_as_interrupt
+    from dialer.config import load_settings
+
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    settings = load_settings(write_config(tmp_path, kyzo.base_url, leads), env={"KYZO_API_KEY": API_KEY})
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        assert run_campaign(settings, RunOptions(progress=False)).exit_code == 0
+        assert signal.getsignal(signal.SIGTERM) is _terminate_as_interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_an_unexpected_exception_is_exit_70_not_1(
+    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug must not look like "finished, send the errors file" (exit 1) to a scheduler."""
+    import dialer.campaign as campaign
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(campaign, "load_table", broken)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    result = run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads))])
+
+    assert result.exit_code == 70
+    events = json_logs(result.stderr)
+    assert events[0]["event"] == "internal_error"
+    assert "ZeroDivisionError: boom" in events[0]["error"]
+    assert "internal error" in events[-1]["message"]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--log-file", "/nonexistent-dir/x.log", "status", "c.toml"], "cannot open /nonexistent-dir/x.log"),
+        (["--log-file", "leads.csv", "status", "c.toml"], "looks like a data file"),
+        (["mock-server", "--port", "99999"], "65535"),
+    ],
+)
+def test_bad_global_options_are_usage_errors(args: list[str], expected: str) -> None:
+    """Exit 2 with a message, never a traceback."""
+    result = run_cli(args)
+    assert result.exit_code == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_named_like_a_results_file_is_refused(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """--checkpoint out.csv would be a SQLite file with a .csv name: refused before any call."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+
+    result = run_cli(["run", str(config), "--checkpoint", str(tmp_path / "state.csv")])
+
+    assert result.exit_code == 2
+    assert "the checkpoint is a SQLite database" in json_logs(result.stderr)[-1]["message"]
+    assert kyzo.calls() == []
