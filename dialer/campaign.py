@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,12 +124,57 @@ class RunSummary:
         }
 
 
-def load_table(settings: Settings) -> LeadTable:
+def load_table(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None, ignore_calling_hours: bool = False
+) -> LeadTable:
     """Load, map and validate the lead list (no network, no checkpoint)."""
     leads = settings.leads
     frame = load_lead_list(settings.leads_path, delimiter=leads.delimiter, encoding=leads.encoding)
     dnc = load_do_not_call(leads.do_not_call, leads.default_region) if leads.do_not_call else frozenset()
-    return prepare(frame, leads, settings.leads_path, do_not_call=dnc)
+    table = prepare(frame, leads, settings.leads_path, do_not_call=dnc)
+    if settings.file.calling_hours is not None and not ignore_calling_hours:
+        table = reject_never_open(settings, table, (clock or _utc_now)())
+    return table
+
+
+NEVER_OPEN = (
+    "its calling window never opens: [calling_hours] is not open at the same time in all of its "
+    "number's time zones; add a time-zone column (leads.columns.timezone) or widen the window"
+)
+
+
+def reject_never_open(settings: Settings, table: LeadTable, now: datetime) -> LeadTable:
+    """A lead no window will ever reach is rejected, not left pending: else cron exits 4 forever."""
+    hours = settings.file.calling_hours
+    assert hours is not None
+    window = Window(hours)
+    column = settings.leads.columns.timezone
+    zone = (pl.col(column) if column else pl.lit(None, dtype=pl.String)).fill_null("").alias("__zone")
+    pairs = table.dialable().select(pl.col(PHONE), zone).unique()
+    verdicts: dict[tuple[str, ...], bool] = {}  # per zone set: a list has few distinct ones
+    closed: list[tuple[str, str]] = []
+    for phone, cell in pairs.iter_rows():
+        zones = zones_for_lead(phone, cell or None, hours.timezone)
+        if zones not in verdicts:
+            verdicts[zones] = window.next_open(zones, now) is None
+        if verdicts[zones]:
+            closed.append((phone, cell))
+    if not closed:
+        return table
+    marks = pl.DataFrame(closed, schema={PHONE: pl.String, "__zone": pl.String}, orient="row").with_columns(
+        pl.lit(True).alias("__never")
+    )
+    never = pl.col("__never").fill_null(False) & pl.col(PRE_STATUS).is_null()
+    frame = (
+        table.frame.with_columns(zone)
+        .join(marks, on=[PHONE, "__zone"], how="left", maintain_order="left")
+        .with_columns(
+            pl.when(never).then(pl.lit("rejected")).otherwise(pl.col(PRE_STATUS)).alias(PRE_STATUS),
+            pl.when(never).then(pl.lit(NEVER_OPEN)).otherwise(pl.col(REASON)).alias(REASON),
+        )
+        .drop("__zone", "__never")
+    )
+    return replace(table, frame=frame)
 
 
 def identity_of(settings: Settings) -> Identity:
@@ -256,7 +301,7 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
     # The lock comes first: a second run on a busy checkpoint says so (exit 5) before anything
     # else can fail, and a dry run never rewrites the files of a live run.
     with RunLock(settings.checkpoint_path):
-        table = load_table(settings)
+        table = load_table(settings, clock=options.clock, ignore_calling_hours=options.ignore_calling_hours)
         spec = RequestSpec.build(settings, table.input_columns)
         need = 2 * settings.leads_path.stat().st_size
         check_outputs(
@@ -604,7 +649,7 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
     counts: dict[str, int] = {}
     hours: dict[str, Any] | None = None
     try:
-        table = load_table(settings)
+        table = load_table(settings, clock=clock)
         counts = status_counts(build_results(table, states))
         hours = calling_hours_report(
             settings, leads_to_dial(table, states, frozenset({Status.PENDING})), clock
@@ -684,7 +729,7 @@ def validate_campaign(
     settings: Settings, *, offline: bool, clock: Callable[[], datetime] | None = None
 ) -> dict[str, Any]:
     """The preflight report: what would be sent, what would not and why; sends no call."""
-    table = load_table(settings)
+    table = load_table(settings, clock=clock)
     spec = RequestSpec.build(settings, table.input_columns)
     states = _existing_states(settings.checkpoint_path)
     todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
@@ -718,7 +763,9 @@ def validate_campaign(
         "config": str(settings.source),
         "input": str(settings.leads_path),
         "rows": table.rows,
-        "dialable": todo.height,
+        # "a run would send now": with calling hours, only leads inside their window count
+        "dialable": hours["callable_now"] if hours else todo.height,
+        "eligible": todo.height,
         "already_done": already,
         "rejected": rejected,
         "skipped": skipped,

@@ -211,7 +211,8 @@ def validate(
             typer.echo(json.dumps(report, indent=2, default=str))
         else:
             _print_validation(report)
-        return 0 if report["dialable"] > 0 and not report["problems"] else 2
+        # Leads waiting for their window are fine: a preflight at 08:55 must not fail the cron line.
+        return 0 if report["eligible"] > 0 and not report["problems"] else 2
 
     raise typer.Exit(_guarded(body))
 
@@ -452,7 +453,9 @@ def _print_summary(summary: Any) -> None:
 
 def _print_validation(report: dict[str, Any]) -> None:
     typer.echo(f"Lead list {report['input']}: {report['rows']} rows")
-    typer.echo(f"  dialable now: {report['dialable']}")
+    waiting = report["eligible"] - report["dialable"]
+    later = f" (and {waiting} more once their calling window opens)" if waiting else ""
+    typer.echo(f"  dialable now: {report['dialable']}{later}")
     for group in report["groups"]:
         rows = ", ".join(str(r) for r in group["rows"])
         more = ", ..." if group["count"] > len(group["rows"]) else ""

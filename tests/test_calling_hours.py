@@ -7,11 +7,12 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import KyzoServer
 from helpers import API_KEY, lead_rows, read_results, run_cli, write_config, write_leads
 
 from dialer import logs
-from dialer.campaign import RunOptions, campaign_status, run_campaign, validate_campaign
+from dialer.campaign import NEVER_OPEN, RunOptions, campaign_status, run_campaign, validate_campaign
 from dialer.config import load_settings
 
 HOURS = """
@@ -104,6 +105,7 @@ def test_validate_and_status_report_the_window(kyzo: KyzoServer, tmp_path: Path)
         "never_open": 0,
         "next_window": "2026-11-27 09:00 America/Los_Angeles",
     }
+    assert (report["dialable"], report["eligible"]) == (3, 6)  # "a run would send now": 3
     _run(config, "2026-11-27T15:00:00")
     status = campaign_status(settings, clock=lambda: ten_in_new_york)
     assert status["counts"]["placed"] == 3
@@ -153,3 +155,43 @@ def test_limit_counts_only_leads_sent(kyzo: KyzoServer, tmp_path: Path) -> None:
     assert _run(config, "2026-11-27T15:00:00", limit=3) == 4  # 10:00 New York, 07:00 San Francisco
 
     assert {c["phoneNumber"] for c in kyzo.calls()} == {r["phone"] for r in rows[:3]}
+
+
+def test_a_lead_whose_window_never_opens_is_rejected_not_pending(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """A +7 mobile spans zones 10 hours apart: a 09:00-10:00 window never holds in all of them.
+
+    Left pending, every cron run would exit 4 forever; rejected, it lands in the errors file.
+    """
+    rows = _coast_to_coast(2)
+    rows.append({**rows[0], "crm_id": "RU-1", "phone": "+7 912 345 67 89"})
+    leads = write_leads(tmp_path / "leads.csv", rows)
+    narrow = HOURS.replace('end = "20:00"', 'end = "10:00"').replace(
+        'days = ["mon", "tue", "wed", "thu", "fri"]',
+        'days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]',
+    )
+    config = write_config(tmp_path, kyzo.base_url, leads, extra=narrow)
+
+    settings = load_settings(config, env={"KYZO_API_KEY": API_KEY})
+    report = validate_campaign(settings, offline=True, clock=lambda: _at("2026-11-27T14:30:00"))
+    assert report["rejected"] == {NEVER_OPEN: 1}
+    assert _run(config, "2026-11-27T14:30:00") == 4  # 09:30 New York: the 212 lead; 415 waits
+    assert _run(config, "2026-11-27T17:30:00") == 1  # 09:30 San Francisco: done, RU rejected
+    results = read_results(tmp_path / "results.csv")
+    assert results["dialer_status"].to_list() == ["placed", "placed", "rejected"]
+    assert results["dialer_error"][2] == NEVER_OPEN
+    assert len(kyzo.calls()) == 2
+
+
+def test_cli_summary_names_the_next_window(
+    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a cron mail shows: exit 4 and the line saying when to come back."""
+    import dialer.campaign as campaign
+
+    monkeypatch.setattr(campaign, "_utc_now", lambda: _at("2026-11-28T16:00:00"))  # Saturday
+    leads = write_leads(tmp_path / "leads.csv", _coast_to_coast(2))
+    result = run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads, extra=HOURS))])
+
+    assert result.exit_code == 4
+    assert "next window opens 2026-11-30 09:00 America/New_York" in result.stdout
+    assert kyzo.calls() == []
