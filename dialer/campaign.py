@@ -381,8 +381,6 @@ def _run_with_checkpoint(
 
 def notify(url: str, summary: RunSummary, *, timeout_s: float) -> bool:
     """Post the run summary once; no personal data, no secrets; a failure is logged, never fatal."""
-    import httpx
-
     counts = ", ".join(f"{status} {count}" for status, count in summary.counts.items() if count)
     text = (
         f"kyzo-dialer campaign {summary.campaign}: exit {summary.exit_code} "
@@ -391,7 +389,26 @@ def notify(url: str, summary: RunSummary, *, timeout_s: float) -> bool:
     )
     if summary.next_window:
         text += f"; next window opens {summary.next_window}"
-    payload = {"text": text, **summary.as_dict(), "next_window": summary.next_window}
+    fields = summary.as_dict()
+    if fields["stop_message"]:  # the API's words: may echo a number or an id from ${env:}
+        fields["stop_message"] = logs.scrub(fields["stop_message"])
+    return _post(url, {"text": text, **fields, "next_window": summary.next_window}, timeout_s)
+
+
+def notify_failure(settings: Settings, exit_code: int, message: str) -> bool:
+    """A run that ended in an error (bad list, disk, a bug) is news too for whoever watches cron."""
+    if settings.file.notify is None:
+        return False
+    meaning = EXIT_MEANINGS.get(exit_code, "internal error")
+    name = settings.campaign.name
+    text = f"kyzo-dialer campaign {name}: exit {exit_code} ({meaning}): {logs.scrub(message)}"
+    payload = {"text": text, "campaign": settings.campaign.name, "exit_code": exit_code}
+    return _post(settings.file.notify.url, payload, settings.file.notify.timeout_s)
+
+
+def _post(url: str, payload: dict[str, Any], timeout_s: float) -> bool:
+    import httpx
+
     try:
         response = httpx.post(url, json=payload, timeout=timeout_s, follow_redirects=False, trust_env=False)
     except httpx.HTTPError as exc:

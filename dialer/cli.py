@@ -17,7 +17,7 @@ import typer
 
 from dialer import logs
 from dialer.config import Settings, load_settings
-from dialer.errors import DialerError
+from dialer.errors import AlreadyRunning, DialerError
 
 app = typer.Typer(
     name="dialer",
@@ -153,7 +153,7 @@ def run(
     ] = False,
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
-    from dialer.campaign import RunOptions, run_campaign
+    from dialer.campaign import RunOptions, notify_failure, run_campaign
 
     def body() -> int:
         settings = _settings(
@@ -185,7 +185,18 @@ def run(
             command=command,
             ignore_calling_hours=ignore_calling_hours,
         )
-        summary = run_campaign(settings, options)
+        try:
+            summary = run_campaign(settings, options)
+        except AlreadyRunning:
+            raise  # the run that holds the checkpoint will report its own end
+        except DialerError as exc:
+            if not dry_run:
+                notify_failure(settings, exc.exit_code, str(exc))
+            raise
+        except Exception as exc:
+            if not dry_run:
+                notify_failure(settings, 70, f"internal error: {type(exc).__name__}")
+            raise
         _print_summary(summary)
         return summary.exit_code
 

@@ -46,6 +46,11 @@ def redact_tree(value: Any) -> Any:
     return value
 
 
+def scrub(text: str) -> str:
+    """Secrets out and phone numbers masked, whatever --log-pii says: for text leaving the host."""
+    return _PHONE_IN_TEXT.sub(_mask_match, redact(text))
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         # a number inside free text (an API error echoing the phone, a checkpoint message) too

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,47 @@ def test_run_end_is_posted_once_without_personal_data(
         assert row["email"] not in body
     assert API_KEY not in body
     assert receiver.url not in result.stdout + result.stderr  # the webhook URL is a secret too
+
+
+def test_a_run_that_fails_to_start_is_posted_too(
+    kyzo: KyzoServer, receiver: _Receiver, tmp_path: Path
+) -> None:
+    """A broken lead list (exit 2) under cron is news: one post with the exit code and the reason."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
+    config = write_config(tmp_path, kyzo.base_url, leads, extra='[notify]\nurl = "${env:SLACK_WEBHOOK}"\n')
+    leads.write_text("crm_id,first_name\nX,Y\n")  # the phone column is gone
+
+    result = run_cli(["run", str(config)], env={"SLACK_WEBHOOK": receiver.url})
+
+    assert result.exit_code == 2
+    assert len(receiver.posts) == 1
+    assert receiver.posts[0]["exit_code"] == 2
+    assert "exit 2 (usage, config or input error)" in receiver.posts[0]["text"]
+    assert "phone" in receiver.posts[0]["text"]
+
+
+def test_stop_message_posted_is_scrubbed(
+    start_server: Callable[..., KyzoServer], receiver: _Receiver, tmp_path: Path
+) -> None:
+    """The API's stop message can quote a number or an ${env:} id: the webhook gets neither."""
+    server = start_server()
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(60))
+    extra = '[notify]\nurl = "${env:SLACK_WEBHOOK}"\n'
+    config = write_config(
+        tmp_path,
+        server.base_url,
+        leads,
+        extra=extra,
+        from_phone_number_id="${env:PN}",
+        limits={"max_concurrency": 1},
+    )
+
+    result = run_cli(["run", str(config)], env={"SLACK_WEBHOOK": receiver.url, "PN": "pn-secret-42"})
+
+    assert result.exit_code == 3  # the breaker: every lead refused with the same message
+    post = receiver.posts[0]
+    assert "circuit breaker" in post["stop_message"]
+    assert "pn-secret-42" not in json.dumps(post)
 
 
 def test_failed_notification_is_logged_not_fatal(kyzo: KyzoServer, tmp_path: Path) -> None:
