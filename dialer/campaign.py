@@ -862,8 +862,11 @@ def list_account(settings: Settings, what: str) -> list[dict[str, Any]]:
     answer = asyncio.run(fetch())
     if answer.status is None:
         raise UserError(f"the API at {settings.api.base_url} is not reachable: {answer.detail}")
+    if answer.status == 401:
+        raise UserError("the API key was rejected (401): check KYZO_API_KEY")
     if answer.status != 200:
-        raise UserError(f"the API answered {answer.status} to Get {what.title()}: {answer.body[:200]!r}")
+        said = answer.body[:200].decode("utf-8", "replace").strip() or "no message"
+        raise UserError(f"the API answered {answer.status} to Get {what.title()}: {logs.scrub(said)}")
     try:
         items = json.loads(answer.body)
     except ValueError:

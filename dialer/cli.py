@@ -493,6 +493,8 @@ def _print_status(report: dict[str, Any]) -> None:
             f"    #{run_['id']} {run_['started_at']} -> {run_['ended_at'] or '(no end recorded)'} "
             f"exit {run_['exit_code'] if run_['exit_code'] is not None else '-'} {run_['counts'] or ''}"
         )
+        config_fp, input_fp = str(run_["config_fingerprint"])[:12], str(run_["input_fingerprint"])[:12]
+        typer.echo(f"       config {config_fp}, input {input_fp}  ({run_['command']})")
     _print_hours(report.get("calling_hours"))
     if report["last_errors"]:
         typer.echo("  most common errors:")

@@ -371,6 +371,10 @@ def test_status_shows_counts_and_runs(kyzo: KyzoServer, tmp_path: Path) -> None:
     assert report["counts"]["rejected"] == 1
     assert [r["exit_code"] for r in report["runs"]] == [4, 1]
     assert all(len(r["input_fingerprint"]) == 64 for r in report["runs"])
+    text = run_cli(["status", str(config)]).stdout
+    first = report["runs"][0]
+    assert f"config {first['config_fingerprint'][:12]}, input {first['input_fingerprint'][:12]}" in text
+    assert "placed 5" in text
 
 
 def test_unwritable_output_is_refused_before_any_call(kyzo: KyzoServer, tmp_path: Path) -> None:

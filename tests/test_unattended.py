@@ -169,7 +169,10 @@ def test_agents_and_campaigns_listings(kyzo: KyzoServer, tmp_path: Path) -> None
     assert agents.exit_code == 0
     assert "agent_demo" in agents.stdout
     assert listed[0]["id"] == "camp_demo"
-    assert run_cli(["agents", str(config)], api_key="wrong-key-1").exit_code == 2
+    refused = run_cli(["agents", str(config)], api_key="wrong-key-1")
+    assert refused.exit_code == 2
+    assert "the API key was rejected (401)" in json_logs(refused.stderr)[-1]["message"]
+    assert "b'" not in refused.stderr
 
 
 def test_export_rewrites_results_from_checkpoint(kyzo: KyzoServer, tmp_path: Path) -> None:
