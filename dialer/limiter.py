@@ -17,7 +17,10 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 DECREASE_FACTOR = 0.5
-MIN_RATE_FRACTION = 0.02
+# Low enough to get under a server limit 100x below the configured rate.
+MIN_RATE_FRACTION = 0.005
+# The climb back is logged in steps of this share of the target (about once a second).
+REPORT_STEP = 0.05
 # 429s answered to requests already in flight describe one congestion event, not several:
 # cut the rate at most once per this many seconds.
 CUT_COOLDOWN_S = 1.0
@@ -40,6 +43,7 @@ class RateLimiter:
     _next_slot: float = field(init=False, default=0.0)
     _paused_until: float = field(init=False, default=0.0)
     _last_increase: float = field(init=False, default=0.0)
+    _reported_rate: float = field(init=False, default=0.0)
     _last_cut: float = field(init=False, default=float("-inf"))
     _pauses: int = field(init=False, default=0)
     _released: deque[float] = field(init=False, default_factory=deque)
@@ -118,6 +122,7 @@ class RateLimiter:
             new_rate = max(floor, self.rate * DECREASE_FACTOR)
             if new_rate < self.rate:
                 self.rate = new_rate
+                self._reported_rate = new_rate
                 self._notify("decrease", new_rate)
         if cut_rate:
             self._last_increase = max(self._last_increase, now, until)
@@ -135,6 +140,9 @@ class RateLimiter:
         self._last_increase = now
         if self.rate >= self.target:
             self._notify("restored", self.rate)
+        elif self.rate - self._reported_rate >= self.target * REPORT_STEP - 1e-9:
+            self._reported_rate = self.rate
+            self._notify("increase", self.rate)
 
     def _notify(self, event: str, rate: float) -> None:
         if self.on_change is not None:

@@ -178,21 +178,41 @@ def test_pause_does_not_move_slots_already_later() -> None:
     assert limiter.reserve() == pytest.approx(5.0)
 
 
-def test_cut_rate_halves_down_to_two_percent_of_target() -> None:
-    """Each 429 event halves the rate (multiplicative decrease) but never below 2% of the target."""
+def test_cut_rate_halves_down_to_half_a_percent_of_target() -> None:
+    """Each 429 event halves the rate (multiplicative decrease) but never below 0.5% of the target.
+
+    Low enough for a server limited 100x below the configured rate (1/s against 100/s).
+    """
     fake = FakeTime()
     events: list[tuple[str, float]] = []
     limiter = _limiter(10, fake, events)
 
     rates = []
-    for _ in range(8):
+    for _ in range(10):
         limiter.pause(0.0, cut_rate=True)
         rates.append(limiter.rate)
         fake.advance(CUT_COOLDOWN_S)  # separate congestion events, no reserve to climb in between
 
-    assert rates == pytest.approx([5.0, 2.5, 1.25, 0.625, 0.3125, 0.2, 0.2, 0.2])
+    assert rates == pytest.approx([5.0, 2.5, 1.25, 0.625, 0.3125, 0.15625, 0.078125, 0.05, 0.05, 0.05])
     assert limiter.target == 10
-    assert [event for event, _ in events] == ["decrease"] * 6  # no event once at the floor
+    assert [event for event, _ in events] == ["decrease"] * 8  # no event once at the floor
+
+
+def test_climb_back_is_reported_about_once_a_second() -> None:
+    """Each change of pace is logged: the climb in 5%-of-target steps, then "restored"."""
+    fake = FakeTime()
+    events: list[tuple[str, float]] = []
+    limiter = _limiter(10, fake, events)
+    limiter.pause(0.0, cut_rate=True)
+
+    for _ in range(50):
+        fake.advance(0.25)
+        limiter.reserve()
+
+    names = [event for event, _ in events]
+    assert names[0] == "decrease" and names[-1] == "restored"
+    assert names[1:-1] == ["increase"] * 9  # 5.0 -> 10.0 in steps of 0.5
+    assert [rate for _, rate in events[1:-1]] == pytest.approx([5.5 + 0.5 * i for i in range(9)])
 
 
 def test_cut_rate_slows_the_slots() -> None:
