@@ -191,3 +191,25 @@ def test_retry_ambiguous_gives_up_as_unknown_never_failed(
     sent = server.metrics()["requests"]
     run_cli(["run", str(config), "--retry-failed"])
     assert server.metrics()["requests"] == sent
+
+
+def test_429s_that_never_end_stop_the_run_resumably(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """More than limits.max_consecutive_429 429s in a row: exit 4, what the server said, leads pending."""
+    server = start_server(error_rate=1.0, error_statuses=(429,), retry_after=0.02)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(10))
+    config = write_config(
+        tmp_path,
+        server.base_url,
+        leads,
+        limits={"max_concurrency": 1, "max_attempts": 50, "max_consecutive_429": 5},
+    )
+
+    result = run_cli(["run", str(config)])
+
+    assert result.exit_code == 4
+    assert "the API answered 429 (rate limited) 6 times in a row" in result.stdout
+    assert set(read_results(tmp_path / "results.csv")["dialer_status"]) == {"pending"}
+    assert server.calls() == []
+    assert server.metrics()["requests"] == 6
