@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -478,7 +479,8 @@ async def _dispatch(
     limits = settings.limits
     loop = asyncio.get_running_loop()
     writer = checkpoint.writer(loop, run_id, claimable)
-    progress = Progress(todo.height, enabled=options.progress)
+    expected = min(todo.height, options.limit) if options.limit else todo.height
+    progress = Progress(expected, enabled=options.progress)
 
     def on_outcome(lead: LeadRequest, status: Status, outcome: Outcome, attempts: int) -> None:
         log.debug(
@@ -698,10 +700,13 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
 class Progress:
     """A tqdm bar on a TTY, nothing otherwise: callers never branch on it."""
 
+    RATE_WINDOW_S = 10.0  # "current calls per second": the last ten seconds, not the whole run
+
     def __init__(self, total: int, enabled: bool, stream: Any = None) -> None:
         self._bar: Any = None
         self._counts: dict[str, int] = {}
         self._started = time.monotonic()
+        self._recent: deque[float] = deque()
         if enabled:
             from tqdm import tqdm
 
@@ -712,12 +717,15 @@ class Progress:
             return
         self._counts[status] = self._counts.get(status, 0) + 1
         self._bar.update(1)
-        done = self._bar.n
-        elapsed = max(1e-9, time.monotonic() - self._started)
+        now = time.monotonic()
+        self._recent.append(now)
+        while now - self._recent[0] > self.RATE_WINDOW_S:
+            self._recent.popleft()
+        span = max(1e-9, min(self.RATE_WINDOW_S, now - self._started))
         self._bar.set_postfix(
             placed=self._counts.get("placed", 0),
             failed=self._counts.get("failed", 0),
-            cps=f"{done / elapsed:.1f}",
+            cps=f"{len(self._recent) / span:.1f}",
             refresh=False,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,25 @@ def test_not_enough_disk_space_is_refused_before_any_call(tmp_path: Path) -> Non
 
     assert str(tmp_path / "out") in str(caught.value)
     assert "MiB free" in str(caught.value)
+
+
+def test_progress_rate_is_the_current_one_not_the_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a fast start and a long pause, cps shows the last ten seconds (1.0), not the run (3.5)."""
+    import dialer.campaign as campaign
+
+    now = [1000.0]
+    monkeypatch.setattr(campaign.time, "monotonic", lambda: now[0])
+    screen = io.StringIO()
+    bar = Progress(total=200, enabled=True, stream=screen)
+    for _ in range(100):
+        now[0] += 0.01
+        bar.advance("placed")
+    now[0] += 20.0
+    for _ in range(10):
+        now[0] += 1.0
+        bar.advance("placed")
+    bar._bar.refresh()  # noqa: SLF001 - force the last postfix onto the screen
+    bar.close()
+
+    shown = re.findall(r"cps=([0-9.]+)", screen.getvalue())
+    assert shown[-1] == "1.0"
