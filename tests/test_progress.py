@@ -64,7 +64,7 @@ def test_progress_rate_is_the_current_one_not_the_average(monkeypatch: pytest.Mo
     for _ in range(10):
         now[0] += 1.0
         bar.advance("placed")
-    bar._bar.refresh()  # noqa: SLF001 - force the last postfix onto the screen
+    bar._bar.refresh()  # force the last postfix onto the screen
     bar.close()
 
     shown = re.findall(r"cps=([0-9.]+)", screen.getvalue())
