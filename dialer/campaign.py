@@ -15,7 +15,8 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -298,10 +299,28 @@ def exit_code_for(counts: dict[str, int], report: DispatchReport) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _campaign_lock(settings: Settings) -> Iterator[Callable[[], None]]:
+    """The checkpoint lock, taken as early as it can matter and no earlier.
+
+    A run can only be live if its lock file exists: then the lock comes first, so a busy
+    checkpoint says so (exit 5) before anything else can fail. Otherwise it is taken by the
+    returned function once the input has been checked, so a refused run leaves nothing behind.
+    """
+    lock = RunLock(settings.checkpoint_path)
+    with ExitStack() as stack:
+        if lock.path.exists():
+            stack.enter_context(lock)
+
+        def ensure() -> None:
+            if not lock.held:
+                stack.enter_context(lock)
+
+        yield ensure
+
+
 def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
-    # The lock comes first: a second run on a busy checkpoint says so (exit 5) before anything
-    # else can fail, and a dry run never rewrites the files of a live run.
-    with RunLock(settings.checkpoint_path):
+    with _campaign_lock(settings) as ensure_locked:
         table = load_table(settings, clock=options.clock, ignore_calling_hours=options.ignore_calling_hours)
         spec = RequestSpec.build(settings, table.input_columns)
         need = 2 * settings.leads_path.stat().st_size
@@ -311,9 +330,10 @@ def run_campaign(settings: Settings, options: RunOptions) -> RunSummary:
             checkpoint=None if options.dry_run else settings.checkpoint_path,
             need_bytes=need,
         )
-        if options.dry_run:
+        api_key = None if options.dry_run else settings.require_api_key()
+        ensure_locked()  # a dry run never rewrites the files of a live run either
+        if api_key is None:
             return _dry_run(settings, table, spec)
-        api_key = settings.require_api_key()
         checkpoint = _open_for_run(settings, options)
         try:
             summary = _run_with_checkpoint(
@@ -641,9 +661,10 @@ def _existing_states(path: Path) -> pl.DataFrame:
 
 def export_campaign(settings: Settings) -> RunSummary:
     """Write the results and errors files again from the checkpoint and the input list."""
-    with RunLock(settings.checkpoint_path):  # a live run owns these files until it ends
+    with _campaign_lock(settings) as ensure_locked:  # a live run owns these files until it ends
         table = load_table(settings)
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
+        ensure_locked()
         counts = write_outputs(settings, table, _existing_states(settings.checkpoint_path))
     return RunSummary.of(settings, EXIT_OK, counts)
 

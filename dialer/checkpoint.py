@@ -142,6 +142,10 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -256,21 +260,11 @@ class Checkpoint:
                 self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", wanted.items())
             return
         changed = [f"{k} was '{stored.get(k)}', now '{v}'" for k, v in wanted.items() if stored.get(k) != v]
-        if changed and not self._anything_sent():
-            # Nothing has reached the API under the old ids (a typo stopped the first run with
-            # a 404): the fixed config simply takes the checkpoint over.
-            with self._transaction():
-                self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", wanted.items())
-            return
         if changed:
             raise CheckpointError(
                 f"{self.path}: this checkpoint belongs to a different campaign ({'; '.join(changed)}). "
                 "Use another --checkpoint, or --new-campaign to set this one aside and start afresh"
             )
-
-    def _anything_sent(self) -> bool:
-        row = self._db.execute("SELECT 1 FROM leads WHERE status != ? LIMIT 1", (Status.PENDING.value,))
-        return row.fetchone() is not None
 
     def start_run(self, command: str, config_fingerprint: str, input_fingerprint: str) -> int:
         with self._transaction():

@@ -127,11 +127,6 @@ def check_outputs(
     """Before any call: every output folder can be created and written, and none is the input."""
     seen: dict[Path, Path] = {}
     source = input_path.resolve()
-    if checkpoint is not None and checkpoint.suffix.lower() in (".csv", ".parquet"):
-        raise OutputError(
-            f"{checkpoint}: the checkpoint is a SQLite database, not a {checkpoint.suffix} file; "
-            "name it .db (e.g. out/campaign.checkpoint.db)"
-        )
     for path in [*outputs, *([checkpoint] if checkpoint is not None else [])]:
         resolved = path.resolve()
         if resolved == source:
@@ -139,6 +134,11 @@ def check_outputs(
         if resolved in seen:
             raise OutputError(f"{path}: is used for two outputs; give each its own path")
         seen[resolved] = path
+        if path == checkpoint and path.suffix.lower() in (".csv", ".parquet"):
+            raise OutputError(
+                f"{path}: the checkpoint is a SQLite database, not a {path.suffix} file; "
+                "name it .db (e.g. out/campaign.checkpoint.db)"
+            )
         if path != checkpoint and path.suffix.lower() not in (".csv", ".parquet"):
             raise OutputError(f"{path}: unsupported output type '{path.suffix}'; use .csv or .parquet")
         folder = path.parent

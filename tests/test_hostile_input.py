@@ -351,6 +351,16 @@ LEAD_FILES: dict[str, tuple[str, Callable[[Path], object], str]] = {
     ),
     "a-folder": ("leads.csv", lambda p: p.mkdir(), "is a folder"),
     "missing": ("leads.csv", lambda p: None, "does not exist"),
+    "list-column-parquet": (
+        "leads.parquet",
+        lambda p: pl.DataFrame([{**lead_rows(1)[0], "tags": ["a", "b"]}]).write_parquet(p),
+        "column 'tags' (list) cannot be read as text; lead lists need flat columns (text, numbers, dates)",
+    ),
+    "struct-column-parquet": (
+        "leads.parquet",
+        lambda p: pl.DataFrame([{**lead_rows(1)[0], "address": {"city": "Springfield"}}]).write_parquet(p),
+        "column 'address' (struct) cannot be read as text; lead lists need flat columns",
+    ),
 }
 
 
@@ -366,6 +376,66 @@ def test_broken_lead_file_is_refused(kyzo: KyzoServer, tmp_path: Path, case: str
     result = run_cli([command[0], str(config), *command[1:]])
 
     message = assert_refused(result, tmp_path, kyzo, str(leads), needle)
+    assert "\n" not in message
+
+
+def _denied_open(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Reading `path` fails with EACCES, as for a file without read permission (tests run as root)."""
+    real_open = Path.open
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+
+
+DO_NOT_CALL_FILES: dict[str, tuple[str, Callable[[Path], object], str]] = {
+    "a-folder": (
+        "dnc.csv",
+        lambda p: p.mkdir(),
+        "is a folder, not a do-not-call list file; point leads.do_not_call at the file",
+    ),
+    "unreadable": (
+        "dnc.csv",
+        lambda p: p.write_text("phone\n+14155550132\n"),
+        "the do-not-call list cannot be read (Permission denied); check the file's permissions or "
+        "leads.do_not_call",
+    ),
+    "names-only": (
+        "dnc.csv",
+        lambda p: p.write_text("Name,Email\nAna,ana@example.com\n"),
+        "the do-not-call list has no valid phone number: tried column 'Name'",
+    ),
+    "mostly-invalid": (
+        "dnc.csv",
+        lambda p: p.write_text("Name,Mobile\nAna,ask first\nBob,n/a\nCy,+14155550132\n"),
+        "2 of 3 values in the do-not-call list are not valid phone numbers: tried column 'Mobile'",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", [["run"], ["validate", "--offline"]], ids=" ".join)
+@pytest.mark.parametrize("case", DO_NOT_CALL_FILES)
+def test_unusable_do_not_call_list_is_refused(
+    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, command: list[str]
+) -> None:
+    """A do-not-call list that cannot be read stops the run with exit 2 naming it; nothing is dialed."""
+    name, make, needle = DO_NOT_CALL_FILES[case]
+    dnc = tmp_path / name
+    make(dnc)
+    if case == "unreadable":
+        _denied_open(monkeypatch, dnc)
+    config = _edit(
+        _config(tmp_path, kyzo), 'default_region = "US"', f'default_region = "US"\ndo_not_call = "{dnc}"'
+    )
+
+    result = run_cli([command[0], str(config), *command[1:]])
+
+    # The run lock is taken before the list is read (and left behind); this test is about the list.
+    written = ("results.csv", "errors.csv", "checkpoint.db")
+    message = assert_refused(result, tmp_path, kyzo, f"{dnc}: ", needle, not_written=written)
     assert "\n" not in message
 
 

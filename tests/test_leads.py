@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from dialer.leads import (
     ROW,
     RequestSpec,
     Template,
+    _as_text,
     iter_requests,
     load_do_not_call,
     load_lead_list,
@@ -256,6 +258,51 @@ def test_parquet_blank_rows_are_dropped(tmp_path: Path) -> None:
     path = tmp_path / "leads.parquet"
     pl.DataFrame({"phone": ["+14155550132", None, " "], "name": ["a", None, None]}).write_parquet(path)
     assert load_lead_list(path).rows() == [("+14155550132", "a")]
+
+
+NOT_TEXT = {
+    "list": pl.Series([["a", "b"], []]),
+    "array": pl.Series([[1, 2], [3, 4]], dtype=pl.Array(pl.Int64, 2)),
+    "struct": pl.Series([{"street": "Main"}, {"street": "High"}]),
+    "binary": pl.Series([b"\xff\xfe", b"ok"]),
+    "duration": pl.Series([timedelta(minutes=5), timedelta(0)]),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_TEXT)
+def test_parquet_column_without_a_text_form_is_a_leads_error(tmp_path: Path, kind: str) -> None:
+    """A nested, non-UTF-8 binary or duration column is a LeadsError naming it, not a cast crash."""
+    path = tmp_path / "leads.parquet"
+    pl.DataFrame({"phone": ["+14155550132", "+14155550133"], "extra": NOT_TEXT[kind]}).write_parquet(path)
+    with pytest.raises(LeadsError) as info:
+        load_lead_list(path)
+    assert str(info.value) == (
+        f"{path}: column 'extra' ({kind}) cannot be read as text; lead lists need flat columns "
+        "(text, numbers, dates): flatten or drop them and export the list again"
+    )
+
+
+def test_every_column_without_a_text_form_is_named() -> None:
+    """All such columns are listed in one error, Python objects included."""
+    data = pl.DataFrame(
+        {
+            "phone": ["+14155550132"],
+            "tags": NOT_TEXT["list"].head(1),
+            "raw": pl.Series([object()], dtype=pl.Object),
+        }
+    )
+    with pytest.raises(LeadsError) as info:
+        _as_text(Path("leads.parquet"), data)
+    assert str(info.value).startswith(
+        "leads.parquet: columns 'tags' (list), 'raw' (object) cannot be read as text; "
+    )
+
+
+def test_parquet_binary_utf8_text_is_read_as_text(tmp_path: Path) -> None:
+    """Old writers store strings as plain binary: valid UTF-8 bytes load as text."""
+    path = tmp_path / "leads.parquet"
+    pl.DataFrame({"phone": [b"+14155550132"], "name": ["Zo\u00eb".encode()]}).write_parquet(path)
+    assert load_lead_list(path).rows() == [("+14155550132", "Zo\u00eb")]
 
 
 # ---------------------------------------------------------------- prepare: phones
@@ -535,6 +582,153 @@ def test_do_not_call_empty_and_missing(tmp_path: Path) -> None:
     absent = tmp_path / "absent.txt"
     with pytest.raises(LeadsError, match="the do-not-call list does not exist"):
         load_do_not_call(absent, "US")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Name,Mobile",
+        "Name,Phone Number",
+        "name;MOBILE_PHONE",
+        "Name\tcell",
+        "Name,Tel",
+        "Name,phone-number",
+        "Name,MSISDN",
+        "Name,E164",
+    ],
+)
+def test_do_not_call_csv_finds_the_phone_column_by_header(tmp_path: Path, header: str) -> None:
+    """A phone column named in any usual way is used, not the first column."""
+    separator = next(sep for sep in ",;\t" if sep in header)
+    rows = ["Ana,(415) 555-0132", "Bob,+44 20 7946 0958"]
+    content = "\n".join([header, *(row.replace(",", separator) for row in rows)]) + "\n"
+    path = write(tmp_path, "dnc.csv", content)
+    assert load_do_not_call(path, "US") == frozenset({"+14155550132", "+442079460958"})
+
+
+def test_do_not_call_csv_without_a_phone_header_uses_the_column_of_numbers(tmp_path: Path) -> None:
+    """With no phone-like header, the column holding the most phone numbers is used."""
+    content = "Name,Contact,Note\nAna,(415) 555-0132,call after 2\nBob,4155550133,\nCy,not given,x\n"
+    path = write(tmp_path, "dnc.csv", content)
+    assert load_do_not_call(path, "US") == frozenset({"+14155550132", "+14155550133"})
+
+
+def test_do_not_call_csv_without_a_header_row_keeps_its_first_number(tmp_path: Path) -> None:
+    """A list exported without a header row: the first line's number is blocked too."""
+    path = write(tmp_path, "dnc.csv", "4155550132,Ana\n4155550133,Bob\n")
+    assert load_do_not_call(path, "US") == frozenset({"+14155550132", "+14155550133"})
+
+
+def test_do_not_call_parquet_mobile_column_of_integers(tmp_path: Path) -> None:
+    """A Parquet list with an integer 'Mobile' column after a name column is read from 'Mobile'."""
+    path = tmp_path / "dnc.parquet"
+    pl.DataFrame({"Name": ["Ana", "Bob"], "Mobile": [4155550132, 4155550133]}).write_parquet(path)
+    assert load_do_not_call(path, "US") == frozenset({"+14155550132", "+14155550133"})
+
+
+@pytest.mark.parametrize(
+    ("content", "blocked"),
+    [
+        (
+            "# opted out in March\n+1 617 555 0166\n# and April\n(212) 555-0100\n",
+            {"+16175550166", "+12125550100"},
+        ),
+        ("Mobile\n4155550132\n", {"+14155550132"}),
+        ("phone\n4155550132\njunk\n", {"+14155550132"}),
+        ("Mobile\n", set()),
+        ("Name,Phone\n", set()),
+    ],
+    ids=["comments", "one-column-csv", "half-invalid", "header-only", "csv-header-only"],
+)
+def test_do_not_call_comments_headers_and_half_invalid(
+    tmp_path: Path, content: str, blocked: set[str]
+) -> None:
+    """'#' lines and a lone header are not numbers; up to half invalid values is allowed."""
+    assert load_do_not_call(write(tmp_path, "dnc.txt", content), "US") == frozenset(blocked)
+
+
+def test_do_not_call_without_any_number_stops_the_run(tmp_path: Path) -> None:
+    """A list with rows but no phone number anywhere is a LeadsError saying what was tried."""
+    path = write(tmp_path, "dnc.csv", "Name,Email\nAna,ana@example.com\nBob,bob@example.com\n")
+    with pytest.raises(LeadsError) as info:
+        load_do_not_call(path, "US")
+    assert str(info.value) == (
+        f"{path}: the do-not-call list has no valid phone number: tried column 'Name' (no header is a "
+        "phone column name such as 'phone' or 'mobile', so picked by content), 2 non-empty values, "
+        "default region US. Put the numbers in a column named 'phone' (or one per line) and check "
+        "leads.default_region; the run stops rather than ignore leads.do_not_call"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "region", "needle"),
+    [
+        (
+            "dnc.csv",
+            "Name,Phone\nAna,\nBob, \n",
+            "US",
+            "no valid phone number: tried column 'Phone' (picked by its header), 0 non-empty values",
+        ),
+        (
+            "dnc.txt",
+            "hello\nworld\n",
+            "US",
+            "no valid phone number: tried its lines (one number per line), 2 non-empty values",
+        ),
+        (
+            "dnc.txt",
+            "020 7946 0958\n020 7946 0959\n",
+            "US",
+            "no valid phone number: tried its lines (one number per line), 2 non-empty values, "
+            "default region US",
+        ),
+        (
+            "dnc.csv",
+            "Name,Phone\nAna,x\nBob,call me\nCy,4155550132\n",
+            "US",
+            "2 of 3 values in the do-not-call list are not valid phone numbers: tried column 'Phone' "
+            "(picked by its header), default region US. Fix the list or leads.do_not_call; the run "
+            "stops rather than ignore part of the list",
+        ),
+    ],
+    ids=["empty-phone-column", "words", "wrong-region", "mostly-invalid"],
+)
+def test_unreadable_do_not_call_list_is_a_leads_error(
+    tmp_path: Path, name: str, content: str, region: str, needle: str
+) -> None:
+    """A list that yields no numbers, or mostly invalid ones, is an error naming file and column."""
+    path = write(tmp_path, name, content)
+    with pytest.raises(LeadsError) as info:
+        load_do_not_call(path, region)
+    assert str(info.value).startswith(f"{path}: ")
+    assert needle in str(info.value)
+
+
+def test_do_not_call_folder_or_unreadable_file_is_a_leads_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder or a file without read permission names the path and leads.do_not_call."""
+    with pytest.raises(LeadsError) as info:
+        load_do_not_call(tmp_path, "US")
+    assert str(info.value) == (
+        f"{tmp_path}: is a folder, not a do-not-call list file; point leads.do_not_call at the file"
+    )
+
+    locked = write(tmp_path, "dnc.txt", "4155550132\n")
+    real_open = Path.open
+
+    def denied(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(LeadsError) as info:
+        load_do_not_call(locked, "US")
+    assert str(info.value) == (
+        f"{locked}: the do-not-call list cannot be read (Permission denied); "
+        "check the file's permissions or leads.do_not_call"
+    )
 
 
 # ---------------------------------------------------------------- templates

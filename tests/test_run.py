@@ -210,7 +210,10 @@ def test_exit_3_unknown_agent(kyzo: KyzoServer, tmp_path: Path) -> None:
     assert "organization_id 'org_demo', agent_id 'agent_nope'" in result.stdout
     assert kyzo.calls() == []
     assert set(read_results(tmp_path / "results.csv")["dialer_status"]) == {"pending"}
-    assert run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads))]).exit_code == 0
+    # The fixed agent is another campaign for the checkpoint: --new-campaign sets the old one aside.
+    fixed = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(fixed)]).exit_code == 2
+    assert run_cli(["run", str(fixed), "--new-campaign"]).exit_code == 0
     assert len(kyzo.calls()) == 5
 
 

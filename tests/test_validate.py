@@ -11,7 +11,9 @@ from helpers import API_KEY, lead_rows, run_cli, write_config, write_leads
 DATA = Path(__file__).parent / "data"
 
 
-def _crm_config(folder: Path, base_url: str, agent_id: str = "agent_demo") -> Path:
+def _crm_config(
+    folder: Path, base_url: str, agent_id: str = "agent_demo", do_not_call: Path = DATA / "do_not_call.txt"
+) -> Path:
     text = f"""
 [api]
 base_url = "{base_url}"
@@ -27,7 +29,7 @@ path = "{DATA / "crm_export.csv"}"
 default_region = "US"
 allowed_regions = ["US", "CA"]
 required = ["first_name"]
-do_not_call = "{DATA / "do_not_call.txt"}"
+do_not_call = "{do_not_call}"
 
 [leads.columns]
 phone = "Mobile Phone"
@@ -108,6 +110,20 @@ def test_run_on_crm_export_dials_only_the_good_rows(kyzo: KyzoServer, tmp_path: 
     assert phones == ["+13125550101", "+14155550123", "+14155550132", "+14155550178", "+16045550190"]
     errors = (tmp_path / "errors.csv").read_text().splitlines()
     assert len([line for line in errors if line.startswith("CRM-")]) == 5
+
+
+def test_do_not_call_csv_export_is_read_from_its_mobile_column(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """A CRM opt-out export (`Contact;Mobile Phone;...`) blocks its numbers, not its names."""
+    config = _crm_config(tmp_path, kyzo.base_url, do_not_call=DATA / "do_not_call_crm.csv")
+
+    check = run_cli(["validate", str(config), "--offline", "--json"], env={"HOOK_TOKEN": "t0ken-abc"})
+    result = run_cli(["run", str(config)], env={"HOOK_TOKEN": "t0ken-abc"})
+
+    assert check.exit_code == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["skipped"] == {"duplicate": 1, "do-not-call": 1}
+    assert result.exit_code == 1
+    assert len(kyzo.calls()) == 5
+    assert "+16175550166" not in [c["phoneNumber"] for c in kyzo.calls()]
 
 
 def test_validate_checks_the_agent_exists(kyzo: KyzoServer, tmp_path: Path) -> None:
