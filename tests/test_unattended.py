@@ -278,3 +278,42 @@ def test_checkpoint_named_like_a_results_file_is_refused(kyzo: KyzoServer, tmp_p
     assert result.exit_code == 2
     assert "the checkpoint is a SQLite database" in json_logs(result.stderr)[-1]["message"]
     assert kyzo.calls() == []
+
+
+def test_console_lines_on_a_tty_json_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--log-format auto: a human line on a terminal (no JSON), a JSON object per line on a pipe."""
+    import io
+
+    from dialer import logs
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        logs.configure("auto", "info", stream)
+        logs.get_logger().info("run_start", campaign="c1", to_dial=3)
+
+    line = terminal.getvalue().strip()
+    assert "run_start" in line and "campaign" in line and "c1" in line
+    with pytest.raises(ValueError):
+        json.loads(line)
+    assert json.loads(pipe.getvalue())["event"] == "run_start"
+
+
+def test_retries_log_at_info_and_lead_outcomes_only_at_debug(
+    start_server: Callable[..., KyzoServer], tmp_path: Path
+) -> None:
+    """At the default level a cron log holds run start/end, retries and pace, not a line per lead."""
+    server = start_server(error_rate=0.5, error_statuses=(503,), retry_after=0.01, seed=4)
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(12))
+    config = write_config(tmp_path, server.base_url, leads, limits={"max_attempts": 20})
+
+    info = json_logs(run_cli(["run", str(config)]).stderr)
+
+    names = [e["event"] for e in info]
+    assert names[0] == "run_start" and names[-1] == "run_end"
+    assert "retry" in names
+    assert all(e["level"] == "info" for e in info if e["event"] in ("retry", "run_start", "run_end"))
+    assert "lead_outcome" not in names
