@@ -35,6 +35,9 @@ REASON = "__dialer_reason"
 INTERNAL = (ROW, PHONE, REGION, KEY, PRE_STATUS, REASON)
 
 MAX_PHONE_CHARS = 64
+# A phone cell this long is no typo: the file is broken (an unbalanced quote swallows the rows
+# after it into one cell), so the whole list is refused rather than silently shortened.
+BROKEN_PHONE_CELL_CHARS = 1000
 MAX_HEADER_BYTES = 1 << 20
 _SNIFF_BYTES = 64 * 1024
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -283,6 +286,15 @@ def prepare(
     check_columns(path, frame, mapped_columns(config))
     input_columns = list(frame.columns)
     cols = config.columns
+    lengths = frame[cols.phone].str.len_chars()
+    broken = lengths > BROKEN_PHONE_CELL_CHARS
+    if broken.any():
+        row = int(broken.arg_true()[0]) + 1
+        raise LeadsError(
+            f"{path}: row {row}, column '{cols.phone}': the phone cell is {lengths[row - 1]:,} characters "
+            "long, so the file is probably broken (an unbalanced quote merges the rows after it into "
+            "one cell). Check the export around that row and run again; nothing was sent"
+        )
     phones = _normalise_column(frame[cols.phone], config.default_region)
     work = frame.with_columns(
         pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW),

@@ -678,23 +678,45 @@ def test_template_and_env_syntax_in_data_is_never_expanded(
         assert body["tools"][1]["args"]["customerName"] == row["first_name"]
 
 
-def test_a_10kb_phone_cell_rejects_only_its_row(kyzo: KyzoServer, tmp_path: Path) -> None:
-    """A 10 kB phone cell makes that row rejected (not a crash); the other rows are placed."""
+def test_a_10kb_phone_cell_refuses_the_file(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """A 10 kB phone cell means a broken file (an unbalanced quote): exit 2 naming row and column."""
     rows = lead_rows(5)
-    rows[2]["phone"] = "4" * 10_000
     rows[3]["phone"] = "+1 (415) " + "5" * 10_000
     leads = write_leads(tmp_path / "leads.csv", rows)
     config = _config(tmp_path, kyzo, leads)
 
     result = run_cli(["run", str(config)])
 
+    message = assert_refused(result, tmp_path, kyzo, f"{leads}: row 4, column 'phone'", "10,009 characters")
+    assert "unbalanced quote" in message
+    assert "5" * 100 not in result.stderr
+
+
+def test_an_unbalanced_quote_is_caught_by_the_phone_cell_length(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """The real-world cause: a quote never closed merges every later row into one phone cell."""
+    lines = [HEADER] + [f"CRM-{i},N{i},Town,+1415555{i:04d},l{i}@example.com" for i in range(200)]
+    lines[3] = 'CRM-X,Broken,Town,"+14155550999,x@example.com'
+    lines[150] = 'CRM-Y,Other,Town,+14155550150",y@example.com'  # a stray quote closes it
+    leads = tmp_path / "leads.csv"
+    leads.write_text("\n".join(lines) + "\n")
+
+    assert_refused(
+        run_cli(["run", str(_config(tmp_path, kyzo, leads))]), tmp_path, kyzo, "row 3, column 'phone'"
+    )
+
+
+def test_a_long_but_not_absurd_phone_cell_rejects_only_its_row(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """200 characters is a bad value, not a broken file: that row is rejected, the rest are placed."""
+    rows = lead_rows(5)
+    rows[2]["phone"] = "4" * 200
+    leads = write_leads(tmp_path / "leads.csv", rows)
+
+    result = run_cli(["run", str(_config(tmp_path, kyzo, leads))])
+
     assert result.exit_code == 1, result.stdout + result.stderr
-    assert len(kyzo.calls()) == 3
+    assert len(kyzo.calls()) == 4
     results = read_results(tmp_path / "results.csv")
-    assert results["dialer_status"].to_list() == ["placed", "placed", "rejected", "rejected", "placed"]
-    assert results["dialer_error"][2] == "phone number is too long (10000 characters)"
-    assert results["phone"][2] == rows[2]["phone"]
-    assert "4" * 100 not in result.stderr
+    assert results["dialer_error"][2] == "phone number is too long (200 characters)"
 
 
 # ---------------------------------------------------------------- property-based

@@ -341,7 +341,7 @@ def test_phone_forms_normalise_to_e164(raw: str, e164: str, region: str) -> None
         (None, "missing phone number"),
         ("+1 555 010 0199", "invalid phone number (not a number in use in its country)"),
         ("+999 1234 5678", "invalid phone number: unknown country code"),
-        ("1" * 10_000, "phone number is too long (10000 characters)"),
+        ("1" * 1_000, "phone number is too long (1000 characters)"),
         ("4.15555E9", "phone number was rounded by a spreadsheet (scientific notation)"),
         ("4.155550132E12", "phone number was rounded by a spreadsheet (scientific notation)"),
     ],
