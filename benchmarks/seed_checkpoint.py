@@ -14,10 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from dialer.campaign import identity_of, load_table
-from dialer.checkpoint import Checkpoint, Claim, Result, Status
+from dialer.run_checkpoint import identity_of
+from dialer.selection import load_table
+from dialer.checkpoint import Checkpoint, Claim, Result
+from dialer.lead_state import Status
 from dialer.config import load_settings
-from dialer.leads import KEY, PHONE, file_fingerprint
+from dialer.lead_files import file_fingerprint
+from dialer.leads import KEY, PHONE
 
 
 def main() -> int:

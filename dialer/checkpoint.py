@@ -1,58 +1,35 @@
 """The checkpoint: a SQLite (WAL) record of every lead the dialer ever tried to call.
 
 A lead is written `in_flight` (durably) before its request is sent, and its outcome after the
-answer is read. Writes from the event loop go through one thread that commits everything
-queued at that moment in a single transaction (group commit): one fsync serves many calls.
-The state machine below is the only place that says which moves are legal.
+answer is read. Every change goes through the state machine of `lead_state`; during a run the
+changes are queued to the group-commit writer (`group_commit`), one transaction per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
-import queue
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from dialer.errors import AlreadyRunning, CheckpointError, OutputError
+from dialer.errors import CheckpointError, CheckpointWriteFailed
+from dialer.group_commit import GroupCommitWriter
+from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from
+from dialer.timestamps import utc_now
 
 APPLICATION_ID = 0x4B595A4F  # "KYZO": marks the file as ours
 SCHEMA_VERSION = 1
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_MAX_BATCH = 5000
 _FETCH_ROWS = 100_000  # rows turned into Python tuples at a time when reading states
-
-
-class Status(StrEnum):
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    PLACED = "placed"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-# The legal moves of a lead. `failed -> in_flight` needs --retry-failed and
-# `unknown -> in_flight` needs --redial-unknown: the caller passes what it may claim from.
-LEGAL_MOVES: Mapping[Status, frozenset[Status]] = {
-    Status.PENDING: frozenset({Status.IN_FLIGHT}),
-    Status.IN_FLIGHT: frozenset({Status.PLACED, Status.FAILED, Status.UNKNOWN, Status.PENDING}),
-    Status.FAILED: frozenset({Status.IN_FLIGHT}),
-    Status.UNKNOWN: frozenset({Status.IN_FLIGHT}),
-    Status.PLACED: frozenset(),
-}
-DONE = frozenset({Status.PLACED, Status.FAILED, Status.UNKNOWN})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -94,81 +71,6 @@ STATE_SCHEMA: Mapping[str, pl.DataType] = {
     "attempts": pl.Int64(),
     "updated_at": pl.String(),
 }
-
-
-class IllegalMove(CheckpointError):
-    """A state change the state machine forbids; refused, nothing written."""
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def check_move(current: Status | None, new: Status) -> None:
-    if new not in LEGAL_MOVES[current or Status.PENDING]:
-        raise IllegalMove(f"a lead cannot go from {current or Status.PENDING} to {new}")
-
-
-# ---------------------------------------------------------------- the lock
-
-
-class RunLock:
-    """An OS lock (flock) next to the checkpoint: released by the kernel if its holder dies."""
-
-    def __init__(self, checkpoint: Path) -> None:
-        self.path = checkpoint.with_name(checkpoint.name + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise OutputError(
-                f"{self.path}: cannot create the run lock next to the checkpoint "
-                f"({exc.strerror or exc}): make the folder writable or choose another --checkpoint"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise AlreadyRunning(
-                f"another run holds the checkpoint {self.path.with_suffix('')}: {holder}. "
-                "Wait for it to finish (or stop it) and run again"
-            ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {info['pid']} on {info['host']}, started {info['started_at']}"
-    except (ValueError, KeyError, OSError):
-        return "a process that did not record its details"
-
-
-# ---------------------------------------------------------------- the store
 
 
 @dataclass(frozen=True)
@@ -304,6 +206,7 @@ class Checkpoint:
 
     def recover_interrupted(self, note: str) -> int:
         """Leads left in flight by a run that died may have been called: mark them unknown."""
+        check_move(Status.IN_FLIGHT, Status.UNKNOWN)
         with self._transaction():
             cursor = self._db.execute(
                 "UPDATE leads SET status = ?, error = ?, updated_at = ? WHERE status = ?",
@@ -326,11 +229,12 @@ class Checkpoint:
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, count(*) FROM leads GROUP BY status").fetchall())
 
-    def claim_now(self, claims: Iterable[Claim], run_id: int, claimable: frozenset[Status]) -> None:
+    def claim_now(self, claims: Iterable[Claim], run_id: int, claimable: Iterable[Status] = ()) -> None:
         """Synchronous claim, for tests and tools; the dispatcher uses the writer."""
+        apply = self._claimer(run_id, claimable)
         with self._transaction():
             for claim in claims:
-                _apply_claim(self._db, claim, run_id, claimable)
+                apply(self._db, claim)
 
     def record_now(self, results: Iterable[Result]) -> None:
         with self._transaction():
@@ -338,26 +242,42 @@ class Checkpoint:
                 _apply_result(self._db, result)
 
     def writer(
-        self, loop: asyncio.AbstractEventLoop, run_id: int, claimable: frozenset[Status]
+        self, loop: asyncio.AbstractEventLoop, run_id: int, claimable: Iterable[Status] = ()
     ) -> GroupCommitWriter:
-        return GroupCommitWriter(self._db, loop, run_id, claimable)
+        """The run's writer: it may claim leads that are pending or in one of `claimable`."""
+        return GroupCommitWriter(
+            self._db,
+            loop,
+            apply_claim=self._claimer(run_id, claimable),
+            apply_result=_apply_result,
+            where=str(self.path),
+        )
+
+    @staticmethod
+    def _claimer(run_id: int, claimable: Iterable[Status]) -> Any:
+        return partial(_apply_claim, run_id=run_id, sources=claimable_from(claimable))
 
     @contextlib.contextmanager
     def _transaction(self) -> Any:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise CheckpointError(f"{self.path}: cannot write the checkpoint ({exc})") from None
+            raise CheckpointWriteFailed(f"{self.path}: cannot write the checkpoint ({exc})") from None
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._rollback()
+            raise CheckpointWriteFailed(f"{self.path}: cannot write the checkpoint ({exc})") from None
+
+    def _rollback(self) -> None:
+        """SQLite may already have rolled back (a full disk): there is then nothing left to undo."""
+        with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-            raise CheckpointError(f"{self.path}: cannot write the checkpoint ({exc})") from None
 
 
 def _create(path: Path) -> None:
@@ -419,7 +339,7 @@ _CLAIM_SQL = (
     " VALUES (?, ?, ?, 'in_flight', 0, ?, ?)"
     " ON CONFLICT(key) DO UPDATE SET status = 'in_flight', error = NULL, http_status = NULL,"
     " updated_at = excluded.updated_at, run_id = excluded.run_id"
-    " WHERE leads.status IN (?, ?, ?)"
+    " WHERE leads.status IN ({sources})"
 )
 _RESULT_SQL = (
     "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
@@ -427,24 +347,18 @@ _RESULT_SQL = (
 )
 
 
-def _claimable_params(claimable: frozenset[Status]) -> tuple[str, str, str]:
-    """The three IN (...) slots of _CLAIM_SQL; unused ones repeat 'pending', which is always claimable."""
-    allowed = sorted({Status.PENDING.value, *(s.value for s in claimable)})
-    padded = [*allowed, *[Status.PENDING.value] * 3][:3]
-    return padded[0], padded[1], padded[2]
+def _apply_claim(db: sqlite3.Connection, claim: Claim, *, run_id: int, sources: frozenset[Status]) -> None:
+    """Claim a lead new or in one of `sources` (checked legal by `claimable_from`).
 
-
-def _apply_claim(db: sqlite3.Connection, claim: Claim, run_id: int, claimable: frozenset[Status]) -> None:
-    """A statement whose WHERE fails changes nothing, so a refused claim needs no rollback."""
-    cursor = db.execute(
-        _CLAIM_SQL,
-        (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *_claimable_params(claimable)),
-    )
+    The database enforces the move in the same statement, so two runs can never both claim
+    a lead; a statement whose WHERE fails changes nothing, so a refused claim needs no rollback.
+    """
+    ordered = sorted(sources)
+    sql = _CLAIM_SQL.format(sources=", ".join("?" * len(ordered)))
+    cursor = db.execute(sql, (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *ordered))
     if cursor.rowcount != 1:
-        current = db.execute("SELECT status FROM leads WHERE key = ?", (claim.key,)).fetchone()
-        raise IllegalMove(
-            f"lead {claim.key!r} is {current[0] if current else 'absent'}; it may not be claimed"
-        )
+        row = db.execute("SELECT status FROM leads WHERE key = ?", (claim.key,)).fetchone()
+        raise ClaimRefused(f"lead {claim.key!r} is {row[0] if row else 'absent'}; it may not be claimed")
 
 
 def _apply_result(db: sqlite3.Connection, result: Result) -> None:
@@ -463,102 +377,3 @@ def _apply_result(db: sqlite3.Connection, result: Result) -> None:
     )
     if cursor.rowcount != 1:
         raise IllegalMove(f"lead {result.key!r} is not in flight; its outcome was refused")
-
-
-# ---------------------------------------------------------------- group commit
-
-
-@dataclass
-class _Op:
-    claim: Claim | None
-    result: Result | None
-    future: asyncio.Future[None]
-
-
-class GroupCommitWriter:
-    """Commits every claim and result queued at that moment in one transaction, off the loop."""
-
-    def __init__(
-        self,
-        db: sqlite3.Connection,
-        loop: asyncio.AbstractEventLoop,
-        run_id: int,
-        claimable: frozenset[Status],
-    ) -> None:
-        self._db = db
-        self._loop = loop
-        self._run_id = run_id
-        self._claimable = claimable
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="checkpoint-writer", daemon=True)
-        self._thread.start()
-        self.commits = 0
-
-    def claim(self, claim: Claim) -> asyncio.Future[None]:
-        return self._submit(_Op(claim, None, self._loop.create_future()))
-
-    def record(self, result: Result) -> asyncio.Future[None]:
-        return self._submit(_Op(None, result, self._loop.create_future()))
-
-    def _submit(self, op: _Op) -> asyncio.Future[None]:
-        self._queue.put(op)
-        return op.future
-
-    async def aclose(self) -> None:
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
-
-    def close_sync(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _work(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._commit(batch)
-
-    def _commit(self, batch: list[_Op]) -> None:
-        outcomes: list[BaseException | None] = []
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                try:
-                    if op.claim is not None:
-                        _apply_claim(self._db, op.claim, self._run_id, self._claimable)
-                    elif op.result is not None:
-                        _apply_result(self._db, op.result)
-                    outcomes.append(None)
-                except IllegalMove as exc:  # nothing was changed by the refused statement
-                    outcomes.append(exc)
-            self._db.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            error = CheckpointError(f"cannot write the checkpoint: {exc}")
-            outcomes = [error] * len(batch)
-        # one wake-up of the event loop per batch, not one per lead
-        self._loop.call_soon_threadsafe(_settle, [op.future for op in batch], outcomes)
-
-
-def _settle(futures: list[asyncio.Future[None]], outcomes: list[BaseException | None]) -> None:
-    for future, outcome in zip(futures, outcomes, strict=True):
-        if future.done():
-            continue
-        if outcome is None:
-            future.set_result(None)
-        else:
-            future.set_exception(outcome)

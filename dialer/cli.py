@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TextIO, TypeVar
+from typing import Annotated, Any, Literal, TextIO, TypeVar
 
 import click
 import typer
@@ -18,6 +18,7 @@ import typer
 from dialer import logs
 from dialer.config import Settings, load_settings
 from dialer.errors import AlreadyRunning, DialerError
+from dialer.exits import ExitCode
 
 app = typer.Typer(
     name="dialer",
@@ -91,14 +92,18 @@ def _guarded(action: Callable[[], T]) -> T:
         logs.report_error(str(exc), exc.exit_code)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        logs.report_error("interrupted; nothing is lost: run the same command again to resume", 4)
-        raise typer.Exit(4) from None
+        logs.report_error(
+            "interrupted; nothing is lost: run the same command again to resume", ExitCode.STOPPED
+        )
+        raise typer.Exit(ExitCode.STOPPED) from None
     except (typer.Exit, typer.Abort, click.ClickException):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug must not pass for "finished" (Python's exit 1)
         logs.get_logger().exception("internal_error", error=logs.redact(f"{type(exc).__name__}: {exc}"))
-        logs.report_error("internal error (a bug in kyzo-dialer): please report it with the log above", 70)
-        raise typer.Exit(70) from None
+        logs.report_error(
+            "internal error (a bug in kyzo-dialer): please report it with the log above", ExitCode.BUG
+        )
+        raise typer.Exit(ExitCode.BUG) from None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
@@ -149,11 +154,13 @@ def run(
         bool, typer.Option("--no-progress", help="No progress bar, even on a TTY.")
     ] = False,
     ignore_calling_hours: Annotated[
-        bool, typer.Option("--ignore-calling-hours", help="Dial outside [calling_hours] (for tests only).")
+        bool, typer.Option("--ignore-calling-hours", help="Dial outside the calling_hours window (for tests only).")
     ] = False,
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
-    from dialer.campaign import RunOptions, notify_failure, run_campaign
+    from dialer.campaign import RunOptions, run_campaign
+    from dialer.notify import notify_failure
+    from dialer.printing import print_summary
 
     def body() -> int:
         settings = _settings(
@@ -174,7 +181,8 @@ def run(
                 default=False,
             ):
                 raise _usage("not confirmed; nothing was sent")
-        command = _resume_command(config, input_path, output, checkpoint, limit)
+        argv = _run_argv(config, input_path, output, checkpoint)
+        limited = [*argv, "--limit", str(limit)] if limit is not None else argv
         options = RunOptions(
             limit=limit,
             dry_run=dry_run,
@@ -182,7 +190,8 @@ def run(
             redial_unknown=redial_unknown,
             new_campaign=new_campaign,
             progress=not no_progress and sys.stderr.isatty(),
-            command=command,
+            command=shlex.join(limited),
+            resume_command=shlex.join(argv),
             ignore_calling_hours=ignore_calling_hours,
         )
         try:
@@ -195,9 +204,9 @@ def run(
             raise
         except Exception as exc:
             if not dry_run:
-                notify_failure(settings, 70, f"internal error: {type(exc).__name__}")
+                notify_failure(settings, ExitCode.BUG, f"internal error: {type(exc).__name__}")
             raise
-        _print_summary(summary)
+        print_summary(summary)
         return summary.exit_code
 
     raise typer.Exit(_guarded(body))
@@ -213,17 +222,17 @@ def validate(
     ] = False,
 ) -> None:
     """Preflight: read and check the list and config, show what would be sent; sends no call."""
-    from dialer.campaign import validate_campaign
+    from dialer.preflight import validate_campaign
+    from dialer.printing import print_validation
 
     def body() -> int:
         settings = _settings(config, input_path=input_path)
         report = validate_campaign(settings, offline=offline)
         if as_json:
-            typer.echo(json.dumps(report, indent=2, default=str))
+            typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
         else:
-            _print_validation(report)
-        # Leads waiting for their window are fine: a preflight at 08:55 must not fail the cron line.
-        return 0 if report["eligible"] > 0 and not report["problems"] else 2
+            print_validation(report)
+        return ExitCode.OK if report.ok else ExitCode.USAGE
 
     raise typer.Exit(_guarded(body))
 
@@ -231,16 +240,17 @@ def validate(
 @app.command()
 def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt = False) -> None:
     """Counts per status, the runs so far and the most common errors."""
-    from dialer.campaign import campaign_status
+    from dialer.printing import print_status
+    from dialer.status import campaign_status
 
     def body() -> int:
         settings = _settings(config, checkpoint_path=checkpoint)
         report = campaign_status(settings)
         if as_json:
-            typer.echo(json.dumps(report, indent=2, default=str))
+            typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
         else:
-            _print_status(report)
-        return 0
+            print_status(report)
+        return ExitCode.OK
 
     raise typer.Exit(_guarded(body))
 
@@ -249,14 +259,15 @@ def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt
 def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOpt = None) -> None:
     """Write the results and errors files again from the checkpoint and the lead list."""
     from dialer.campaign import export_campaign
+    from dialer.printing import print_counts
 
     def body() -> int:
         settings = _settings(config, output_path=output, checkpoint_path=checkpoint)
         summary = export_campaign(settings)
-        _print_counts(summary.counts)
+        print_counts(summary.counts)
         typer.echo(f"results: {summary.results_path}")
         typer.echo(f"errors:  {summary.errors_path}")
-        return 0
+        return ExitCode.OK
 
     raise typer.Exit(_guarded(body))
 
@@ -271,16 +282,18 @@ def purge(
     ] = False,
 ) -> None:
     """Delete a finished campaign's checkpoint, results and errors files (data retention)."""
-    from dialer.campaign import purge_campaign, purge_targets, unfinished_leads
-    from dialer.checkpoint import RunLock
+    from dialer.campaign import campaign_files
+    from dialer.checkpoint_files import purge as delete_files
+    from dialer.run_lock import RunLock
+    from dialer.status import unfinished_leads
 
     def body() -> int:
         settings = _settings(config, checkpoint_path=checkpoint)
-        if not purge_targets(settings):
+        if not campaign_files(settings):
             typer.echo("nothing to delete")
-            return 0
+            return ExitCode.OK
         with RunLock(settings.checkpoint_path) as lock:  # first: a live run means exit 5
-            targets = purge_targets(settings)
+            targets = campaign_files(settings)
             pending = unfinished_leads(settings) if settings.checkpoint_path.exists() else None
             if pending and not force:
                 # Without its checkpoint, a later run would dial everyone again, placed leads too.
@@ -295,9 +308,9 @@ def purge(
                     raise _usage("purge deletes the files above: add --yes to confirm without a TTY")
                 if not typer.confirm(f"Delete these {len(targets)} files for good?", default=False):
                     raise _usage("not confirmed; nothing was deleted")
-            deleted = purge_campaign(settings, lock)
+            deleted = delete_files(targets, lock.path)
         typer.echo(f"deleted {len(deleted)} files")
-        return 0
+        return ExitCode.OK
 
     raise typer.Exit(_guarded(body))
 
@@ -314,19 +327,19 @@ def campaigns(config: ConfigArg, as_json: JsonOpt = False) -> None:
     _list_account(config, "campaigns", as_json)
 
 
-def _list_account(config: Path, what: str, as_json: bool) -> None:
-    from dialer.campaign import list_account
+def _list_account(config: Path, what: Literal["agents", "campaigns"], as_json: bool) -> None:
+    from dialer.account import list_account
 
     def body() -> int:
         settings = _settings(config)
         items = list_account(settings, what)
         if as_json:
             typer.echo(json.dumps(items, indent=2))
-            return 0
+            return ExitCode.OK
         typer.echo(f"{'id':<28} name")
         for item in items:
             typer.echo(f"{item.get('id', '')!s:<28} {item.get('name', '')}")
-        return 0
+        return ExitCode.OK
 
     raise typer.Exit(_guarded(body))
 
@@ -351,6 +364,9 @@ def mock_server(
     latency_ms: Annotated[float, typer.Option("--latency-ms")] = 0.0,
     latency_jitter_ms: Annotated[float, typer.Option("--latency-jitter-ms")] = 0.0,
     ledger: Annotated[Path | None, typer.Option("--ledger", help="JSON-lines file of placed calls.")] = None,
+    ledger_bodies: Annotated[
+        bool, typer.Option("--ledger-bodies", help="Write each placed call's whole body to the ledger.")
+    ] = False,
     drop_rate: Annotated[
         float, typer.Option("--drop-rate", help="Share of calls placed, then dropped.")
     ] = 0.0,
@@ -390,6 +406,7 @@ def mock_server(
         latency_ms=latency_ms,
         latency_jitter_ms=latency_jitter_ms,
         ledger=ledger,
+        ledger_bodies=ledger_bodies,
         drop_rate=drop_rate,
         error_rate=error_rate,
         error_statuses=statuses or (500,),
@@ -410,108 +427,15 @@ def _usage(message: str) -> DialerError:
     return UserError(message)
 
 
-def _resume_command(
-    config: Path,
-    input_path: Path | None,
-    output: Path | None,
-    checkpoint: Path | None,
-    limit: int | None,
-) -> str:
+def _run_argv(
+    config: Path, input_path: Path | None, output: Path | None, checkpoint: Path | None
+) -> list[str]:
+    """`dialer run` as the user would type it again, path flags included."""
     parts = ["dialer", "run", str(config)]
-    for flag, value in (
-        ("--input", input_path),
-        ("--output", output),
-        ("--checkpoint", checkpoint),
-    ):
+    for flag, value in (("--input", input_path), ("--output", output), ("--checkpoint", checkpoint)):
         if value is not None:
             parts += [flag, str(value)]
-    if limit is not None:
-        parts += ["--limit", str(limit)]
-    return shlex.join(parts)
-
-
-def _print_counts(counts: dict[str, int]) -> None:
-    typer.echo("  " + "  ".join(f"{name} {count}" for name, count in counts.items()))
-
-
-def _print_summary(summary: Any) -> None:
-    verdicts = {
-        0: "finished: every lead placed or skipped",
-        1: "finished: some leads failed, were rejected or are unknown (see the errors file)",
-        3: "stopped by the API's answers",
-        4: "stopped early; resumable",
-    }
-    title = "dry run" if summary.dry_run else verdicts.get(summary.exit_code, "finished")
-    typer.echo(f"Campaign {summary.campaign}: {title} (exit {summary.exit_code})")
-    _print_counts(summary.counts)
-    report = summary.report
-    if report.sent:
-        rate = f"{report.calls_per_second:.2f} calls/s"
-        typer.echo(f"  sent {report.sent} requests in {report.duration_s:.1f} s ({rate})")
-    if report.stop_message:
-        typer.echo(f"  reason: {logs.redact(report.stop_message)}")
-    for note in summary.notes:
-        typer.echo(f"  {note}")
-    typer.echo(f"  results: {summary.results_path}")
-    typer.echo(f"  errors:  {summary.errors_path}")
-    if summary.checkpoint_path:
-        typer.echo(f"  checkpoint: {summary.checkpoint_path}")
-    if summary.next_window:
-        typer.echo(f"  next window opens {summary.next_window}")
-    if summary.resume_command:
-        typer.echo(f"  resume with: {summary.resume_command}")
-
-
-def _print_validation(report: dict[str, Any]) -> None:
-    typer.echo(f"Lead list {report['input']}: {report['rows']} rows")
-    waiting = report["eligible"] - report["dialable"]
-    later = f" (and {waiting} more once their calling window opens)" if waiting else ""
-    typer.echo(f"  dialable now: {report['dialable']}{later}")
-    for group in report["groups"]:
-        rows = ", ".join(str(r) for r in group["rows"])
-        more = ", ..." if group["count"] > len(group["rows"]) else ""
-        typer.echo(f"  {group['status']} {group['count']}: {group['reason']} (rows {rows}{more})")
-    for problem in report["problems"]:
-        typer.echo(f"  problem: {problem}")
-    _print_hours(report.get("calling_hours"))
-    if report.get("api"):
-        typer.echo(f"  API: {report['api']}")
-    typer.echo(f"  request: {report['endpoint']}")
-    if report["first_request"] is not None:
-        typer.echo("  first request body:")
-        typer.echo(
-            "    " + json.dumps(report["first_request"], indent=2, ensure_ascii=False).replace("\n", "\n    ")
-        )
-
-
-def _print_status(report: dict[str, Any]) -> None:
-    typer.echo(f"Campaign {report['campaign']} ({report['checkpoint']})")
-    _print_counts(report["counts"])
-    typer.echo("  runs:")
-    for run_ in report["runs"]:
-        typer.echo(
-            f"    #{run_['id']} {run_['started_at']} -> {run_['ended_at'] or '(no end recorded)'} "
-            f"exit {run_['exit_code'] if run_['exit_code'] is not None else '-'} {run_['counts'] or ''}"
-        )
-        config_fp, input_fp = str(run_["config_fingerprint"])[:12], str(run_["input_fingerprint"])[:12]
-        typer.echo(f"       config {config_fp}, input {input_fp}  ({run_['command']})")
-    _print_hours(report.get("calling_hours"))
-    if report["last_errors"]:
-        typer.echo("  most common errors:")
-        for item in report["last_errors"]:
-            typer.echo(f"    {item['count']} x {item['error']}")
-
-
-def _print_hours(hours: dict[str, Any] | None) -> None:
-    if not hours:
-        return
-    line = f"  calling hours: {hours['callable_now']} callable now, "
-    line += f"{hours['outside_hours']} outside their window"
-    if hours["next_window"]:
-        line += f" (next window opens {hours['next_window']})"
-    if hours["never_open"]:
-        line += f"; {hours['never_open']} never open (their zones' windows do not overlap)"
-    typer.echo(line)
+    return parts
 
 
 def main() -> None:

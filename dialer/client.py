@@ -15,11 +15,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
 from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from dialer.config import Settings
+
+
+KEY_REJECTED = "the API key was rejected (401): check KYZO_API_KEY"
+
+
+def place_call_path(organization_id: str, agent_id: str) -> str:
+    return f"/organizations/{organization_id}/agents/{agent_id}/placeCall"
 
 
 class Action(enum.Enum):
@@ -46,6 +56,11 @@ class Outcome:
     retry_after: float | None = None  # seconds the server asked us to pause
     cut_rate: bool = False  # a 429: the limiter should slow down, not only pause
     maybe_placed: bool = False  # retried under api.retry_ambiguous although it may have rung
+
+    @property
+    def paces(self) -> bool:
+        """The server asked everyone to slow down or wait: the limiter pauses, not this lead."""
+        return self.retry_after is not None or self.cut_rate
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,7 @@ def classify(
     if status == 400:
         return Outcome(Action.FAILED, message or "bad request", status)
     if status == 401:
-        return Outcome(Action.STOP, "the API key was rejected (401): check KYZO_API_KEY", status)
+        return Outcome(Action.STOP, KEY_REJECTED, status)
     if status == 403:
         return Outcome(Action.STOP, f"the API key is not allowed to place calls (403): {message}", status)
     if status == 404:
@@ -160,6 +175,45 @@ def _server_message(body: bytes) -> str:
 
 def _said(message: str) -> str:
     return f": {message}" if message else ""
+
+
+class Listing(enum.Enum):
+    """What a Get Agents / Get Campaigns answer means."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    KEY_REJECTED = "key rejected"
+    NOT_FOUND = "not found"  # the organization
+    REFUSED = "refused"  # any other status
+    NOT_JSON = "not json"
+    NOT_A_LIST = "not a list"
+
+
+@dataclass(frozen=True)
+class ListingAnswer:
+    kind: Listing
+    items: tuple[dict[str, Any], ...] = ()
+    status: int | None = None
+    detail: str = ""  # the transport failure, or the server's own words
+
+
+def classify_listing(answer: Answer) -> ListingAnswer:
+    """The table for Get answers, as `classify` is for placeCall: one place reads status codes."""
+    status = answer.status
+    if status is None:
+        return ListingAnswer(Listing.UNREACHABLE, detail=answer.detail)
+    if status == 401:
+        return ListingAnswer(Listing.KEY_REJECTED, status=status, detail=KEY_REJECTED)
+    if status != 200:
+        said = answer.body[:200].decode("utf-8", "replace").strip()
+        kind = Listing.NOT_FOUND if status == 404 else Listing.REFUSED
+        return ListingAnswer(kind, status=status, detail=said)
+    payload = _json(answer.body)
+    if payload is None:
+        return ListingAnswer(Listing.NOT_JSON, status=status)
+    if not isinstance(payload, list):
+        return ListingAnswer(Listing.NOT_A_LIST, status=status)
+    return ListingAnswer(Listing.OK, tuple(item for item in payload if isinstance(item, dict)), status)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -277,7 +331,29 @@ class KyzoClient:
             transport=transport,
             trust_env=False,
         )
-        self._place_path = f"/organizations/{organization_id}/agents/{agent_id}/placeCall"
+        self._place_path = place_call_path(organization_id, agent_id)
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        api_key: SecretStr,
+        *,
+        timeout_s: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> KyzoClient:
+        """The client a campaign's config describes; `transport` replaces the network (tests)."""
+        return cls(
+            settings.api.base_url,
+            api_key,
+            settings.api.organization_id,
+            settings.campaign.agent_id,
+            timeout_s=timeout_s or settings.limits.request_timeout_s,
+            max_connections=settings.limits.max_concurrency,
+            ca_bundle=settings.api.ca_bundle,
+            transport=transport,
+            transport_kind=settings.api.transport,
+        )
 
     async def __aenter__(self) -> KyzoClient:
         return self

@@ -15,9 +15,9 @@ import re
 import ssl
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,16 +30,32 @@ from pydantic import (
     model_validator,
 )
 
+from dialer import jsontree
 from dialer.errors import ConfigError
 from dialer.hours import CallingHours
+from dialer.logs import hide
 
 API_KEY_ENV = "KYZO_API_KEY"
 BASE_URL_ENV = "KYZO_BASE_URL"
 MAX_CALLS_PER_SECOND = 10_000.0
-TOOL_TYPES = ("sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook")
+ToolType = Literal["sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook"]
+TOOL_TYPES: tuple[str, ...] = get_args(ToolType)
 
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the config, tied to the key it is about."""
+
+    key: str | None  # dotted, e.g. "limits.calls_per_second"; None: the environment, not the file
+    message: str
+    flag: str | None = None  # the command-line flag that gave the value, when one did
+
+    def __str__(self) -> str:
+        given = f" (given as {self.flag})" if self.flag else ""
+        return f"{self.key}: {self.message}{given}" if self.key else f"{self.message}{given}"
 
 
 class _Strict(BaseModel):
@@ -124,7 +140,7 @@ class LeadsConfig(_Strict):
 
 
 class ToolConfig(_Strict):
-    tool_type: Literal["sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook"]
+    tool_type: ToolType
     execution_order: int = Field(ge=0)
     args: dict[str, Any] = Field(default_factory=dict)
 
@@ -254,36 +270,40 @@ def load_settings(
 
     fingerprint = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
     secrets: set[str] = set()
-    missing: list[str] = []
-    resolved = _resolve_env(document, environ, secrets, missing, ())
-    problems = list(dict.fromkeys(missing))
+    unresolved: list[Problem] = []
+    resolved = _resolve_env(document, environ, secrets, unresolved)
+    problems = list(dict.fromkeys(unresolved))
 
     if environ.get(BASE_URL_ENV) and isinstance(resolved.get("api"), dict):
         resolved["api"]["base_url"] = environ[BASE_URL_ENV]
-    if limit_overrides and isinstance(resolved.get("limits", {}), dict):
-        limits = dict(resolved.get("limits", {}))
-        limits.update({k: v for k, v in limit_overrides.items() if v is not None})
-        resolved["limits"] = limits
+    overrides = {k: v for k, v in (limit_overrides or {}).items() if v is not None}
+    if overrides and isinstance(resolved.get("limits", {}), dict):
+        resolved["limits"] = {**resolved.get("limits", {}), **overrides}
 
     try:
         parsed = CampaignFile.model_validate(resolved)
     except ValidationError as exc:
         # A key whose ${env:} was missing is already explained; its empty value's error is noise.
-        unresolved = {problem.split(":", 1)[0] for problem in problems}
-        problems.extend(p for p in _describe(exc) if p.split(":", 1)[0] not in unresolved)
+        explained = {problem.key for problem in problems}
+        # The user typed a flag, not the key: say so.
+        flags = {f"limits.{name}": "--" + name.replace("_", "-") for name in overrides}
+        problems.extend(
+            replace(problem, flag=flags.get(problem.key or ""))
+            for problem in _describe(exc)
+            if problem.key not in explained
+        )
     key = environ.get(API_KEY_ENV)
     if key and not (key.isascii() and key.isprintable() and key == key.strip()):
         problems.append(
-            f"the environment variable {API_KEY_ENV} contains whitespace, a control character or a "
-            "non-ASCII character (often a newline or \\r read from a file): export the bare key"
+            Problem(
+                None,
+                f"the environment variable {API_KEY_ENV} contains whitespace, a control character or a "
+                "non-ASCII character (often a newline or \\r read from a file): export the bare key",
+            )
         )
-    for name, value in (limit_overrides or {}).items():
-        if value is not None:  # the user typed a flag, not the key: say so
-            flag = "--" + name.replace("_", "-")
-            problems = [f"{p} (given as {flag})" if p.startswith(f"limits.{name}:") else p for p in problems]
     if problems:
         # A message may quote a value built from ${env:...}; logs cannot redact what they never saw.
-        raise ConfigError(source, [_hide(problem, secrets) for problem in problems])
+        raise ConfigError(source, [hide(str(problem), secrets) for problem in problems])
 
     name = parsed.campaign.name
     out = parsed.output
@@ -303,13 +323,6 @@ def load_settings(
     )
 
 
-def _hide(text: str, secrets: set[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:  # the threshold of logs.add_secrets: shorter values are not secrets
-            text = text.replace(secret, "***")
-    return text
-
-
 def is_insecure_remote(url: str) -> bool:
     """True for plain http:// to anything but a loopback address."""
     parts = urlsplit(url)
@@ -325,50 +338,50 @@ def is_insecure_remote(url: str) -> bool:
 
 
 def _resolve_env(
-    value: Any,
-    environ: Mapping[str, str],
-    secrets: set[str],
-    missing: list[str],
-    where: tuple[str | int, ...],
-) -> Any:
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, environ, secrets, missing, (*where, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, environ, secrets, missing, (*where, i)) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${env:" not in value:
-        return value
+    document: dict[str, Any], environ: Mapping[str, str], secrets: set[str], problems: list[Problem]
+) -> dict[str, Any]:
+    """Every `${env:NAME}` replaced by its value, remembered as a secret; a missing one a problem."""
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if not _ENV_NAME.fullmatch(name):
-            missing.append(f"{_dotted(where)}: '${{env:{name}}}' is not a valid variable name")
-            return ""
-        if name not in environ:
-            missing.append(
-                f"{_dotted(where)}: the environment variable {name} is not set "
-                f"(referenced as ${{env:{name}}})"
-            )
-            return ""
-        secrets.add(environ[name])
-        return environ[name]
+    def resolve(value: Any, where: jsontree.Path) -> Any:
+        if not isinstance(value, str) or "${env:" not in value:
+            return value
 
-    return _ENV_REF.sub(substitute, value)
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not _ENV_NAME.fullmatch(name):
+                problems.append(
+                    Problem(jsontree.dotted(where), f"'${{env:{name}}}' is not a valid variable name")
+                )
+                return ""
+            if name not in environ:
+                problems.append(
+                    Problem(
+                        jsontree.dotted(where),
+                        f"the environment variable {name} is not set (referenced as ${{env:{name}}})",
+                    )
+                )
+                return ""
+            secrets.add(environ[name])
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+
+    resolved: dict[str, Any] = jsontree.map_leaves(document, resolve)
+    return resolved
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    """Turn pydantic errors into lines that name the key and say what to do."""
+def _describe(exc: ValidationError) -> list[Problem]:
+    """Turn pydantic errors into problems that name the key and say what to do."""
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = _dotted(error["loc"])
+        key = jsontree.dotted(error["loc"])
         if error["type"] == "extra_forbidden":
-            key = str(error["loc"][-1])
-            hint = _did_you_mean(key, _known_keys(error["loc"][:-1]))
-            problems.append(f"{location}: unknown key{hint}")
+            hint = _did_you_mean(str(error["loc"][-1]), _known_keys(error["loc"][:-1]))
+            problems.append(Problem(key, f"unknown key{hint}"))
         elif error["type"] == "missing":
-            problems.append(f"{location}: required key is missing")
+            problems.append(Problem(key, "required key is missing"))
         else:
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{location}: {message}")
+            problems.append(Problem(key, error["msg"].removeprefix("Value error, ")))
     return problems
 
 
@@ -400,10 +413,3 @@ def _did_you_mean(key: str, known: list[str]) -> str:
     if close:
         return f" (did you mean {close[0]}?)"
     return f" (known keys: {', '.join(known)})" if known else ""
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"

@@ -13,7 +13,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -25,11 +25,16 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from dialer import logs
-from dialer.checkpoint import Claim, GroupCommitWriter, Result, Status
+from dialer.checkpoint import Claim, Result
 from dialer.client import Action, Answer, Outcome, classify
-from dialer.errors import CheckpointError
-from dialer.leads import LeadRequest
+from dialer.errors import CheckpointWriteFailed
+from dialer.group_commit import GroupCommitWriter
+from dialer.lead_state import ClaimRefused, Status
 from dialer.limiter import RateLimiter
+
+if TYPE_CHECKING:
+    from dialer.config import Settings
+from dialer.request_bodies import LeadRequest
 
 
 class StopReason(enum.Enum):
@@ -58,6 +63,23 @@ class DispatchOptions:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     account: str = ""  # "organization_id 'o', agent_id 'a'", for messages about a 404
+
+    @classmethod
+    def of(cls, settings: Settings, *, limit: int | None) -> DispatchOptions:
+        limits = settings.limits
+        return cls(
+            account=logs.redact(
+                f"organization_id '{settings.api.organization_id}', agent_id '{settings.campaign.agent_id}'"
+            ),
+            max_concurrency=limits.max_concurrency,
+            max_attempts=limits.max_attempts,
+            retry_ambiguous=settings.api.retry_ambiguous,
+            max_retry_after_s=limits.max_retry_after_s,
+            max_consecutive_429=limits.max_consecutive_429,
+            breaker_window=limits.breaker_window,
+            breaker_ratio=limits.breaker_ratio,
+            limit=limit,
+        )
 
 
 @dataclass
@@ -144,6 +166,10 @@ class Dispatcher:
             if not sleeper.done():
                 sleeper.set_result(None)
 
+    def interrupt(self, message: str) -> None:
+        """A signal: finish the calls in flight, send nothing new (exit 4, resumable)."""
+        self.stop(StopReason.INTERRUPTED, message)
+
     def abort(self) -> None:
         """Stop at once: cancel in-flight requests (their leads become unknown)."""
         self.stop(StopReason.INTERRUPTED, "stopped immediately")
@@ -211,10 +237,12 @@ class Dispatcher:
             if not claimed:
                 try:
                     await self._writer.claim(Claim(lead.key, lead.phone, lead.body.get("referenceId")))
-                except CheckpointError as exc:
+                except ClaimRefused as exc:  # settled meanwhile (another run, a duplicate): skip it
                     self._on_event("claim_refused", row=lead.row, error=str(exc))
-                    if "not be claimed" not in str(exc):
-                        self.stop(StopReason.CHECKPOINT, str(exc))
+                    return _NOT_CLAIMED
+                except CheckpointWriteFailed as exc:
+                    self._on_event("claim_failed", row=lead.row, error=str(exc))
+                    self.stop(StopReason.CHECKPOINT, str(exc))
                     return _NOT_CLAIMED
                 claimed = True
                 self._in_flight[lead.key] = lead
@@ -257,17 +285,14 @@ class Dispatcher:
     def _wait(self, state: RetryCallState) -> float:
         """Paused 429/503s wait in the limiter; transport retries back off with jitter."""
         outcome = state.outcome.result() if state.outcome and not state.outcome.failed else None
-        if outcome is not None and outcome.http_status in (429, 503):
+        if outcome is not None and outcome.paces:
             return 0.0
         return float(self._backoff(state))
 
     def _after_answer(self, lead: LeadRequest, outcome: Outcome, attempts: int) -> None:
         """React to pacing signals at once, before other workers send more."""
-        if outcome.http_status == 429:
-            self._consecutive_429 += 1
-        else:
-            self._consecutive_429 = 0
-        if outcome.retry_after is not None or outcome.cut_rate:
+        self._consecutive_429 = self._consecutive_429 + 1 if outcome.cut_rate else 0
+        if outcome.paces:
             pause = outcome.retry_after
             if pause is not None and pause > self._options.max_retry_after_s:
                 self.stop(
@@ -312,7 +337,7 @@ class Dispatcher:
         result = Result(lead.key, status, attempts, outcome.call_id, error, outcome.http_status)
         try:
             await self._writer.record(result)
-        except CheckpointError as exc:
+        except CheckpointWriteFailed as exc:
             self._on_event("record_failed", row=lead.row, call_id=outcome.call_id, error=str(exc))
             self.stop(StopReason.CHECKPOINT, str(exc))
             return
@@ -351,7 +376,7 @@ class Dispatcher:
             result = Result(lead.key, Status.UNKNOWN, 1, None, "interrupted while the request was in flight")
             try:
                 await self._writer.record(result)
-            except CheckpointError as exc:
+            except CheckpointWriteFailed as exc:
                 self._on_event("record_failed", row=lead.row, error=str(exc))
             self.report.outcomes[Status.UNKNOWN.value] += 1
             self._in_flight.pop(lead.key, None)

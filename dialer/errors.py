@@ -5,27 +5,32 @@
     │   ├── ConfigError         the campaign file or the environment is wrong
     │   ├── LeadsError          the lead list cannot be read or mapped
     │   ├── CheckpointError     the checkpoint is foreign, corrupt or from another campaign
+    │   │   └── CheckpointWriteFailed   a write to it failed (disk full, I/O error)
     │   └── OutputError         an output file or folder cannot be written
     ├── ResultsNotWritten       calls went out but the files could not be written (exit 4)
     └── AlreadyRunning          another run holds the checkpoint (exit 5)
 
+A refused state change (`lead_state.IllegalMove`) is not a DialerError: it is a bug, exit 70,
+except `ClaimRefused`, which the dispatcher handles by skipping the lead.
 API answers are not exceptions: `client.classify` turns each into an `Outcome` whose action
 says what to do (placed, failed, unknown, retry, stop), and the dispatcher acts on it.
 """
 
 from __future__ import annotations
 
+from dialer.exits import ExitCode
+
 
 class DialerError(Exception):
     """Root of every error the CLI reports without a traceback."""
 
-    exit_code = 1
+    exit_code = ExitCode.INCOMPLETE
 
 
 class UserError(DialerError):
     """Bad config, input or environment: nothing was sent; fix and rerun."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ConfigError(UserError):
@@ -46,6 +51,10 @@ class CheckpointError(UserError):
     """The checkpoint file is unusable for this campaign; it was left untouched."""
 
 
+class CheckpointWriteFailed(CheckpointError):
+    """A write to the checkpoint failed; during a run this stops the run (exit 4), never exit 2."""
+
+
 class OutputError(UserError):
     """An output path cannot be written; checked before any call is sent."""
 
@@ -53,13 +62,13 @@ class OutputError(UserError):
 class ResultsNotWritten(DialerError):
     """Calls were sent and recorded, but the results could not be written: `dialer export` later."""
 
-    exit_code = 4
+    exit_code = ExitCode.STOPPED
 
 
 class AlreadyRunning(DialerError):
     """Another process holds the checkpoint lock."""
 
-    exit_code = 5
+    exit_code = ExitCode.LOCKED
 
 
 def _count(problems: list[str]) -> str:

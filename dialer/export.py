@@ -1,19 +1,12 @@
-"""Results and errors files: every input row in order, with the dialer's columns, written atomically."""
+"""The results and errors files' content: every input row in order, with the dialer's columns."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable
-from pathlib import Path
-
 import polars as pl
 
-from dialer.checkpoint import Status, utc_now
-from dialer.errors import OutputError
+from dialer.lead_state import ERROR_ROW_STATUSES, ROW_STATUSES, Status
 from dialer.leads import KEY, LOOKUP, PRE_STATUS, REASON, ROW, LeadTable
+from dialer.timestamps import utc_now
 
 STATUS = "dialer_status"
 CALL_ID = "dialer_call_id"
@@ -22,9 +15,6 @@ HTTP_STATUS = "dialer_http_status"
 ATTEMPTS = "dialer_attempts"
 UPDATED_AT = "dialer_updated_at"
 OUTPUT_COLUMNS = (STATUS, CALL_ID, ERROR, HTTP_STATUS, ATTEMPTS, UPDATED_AT)
-STATUSES = ("placed", "failed", "rejected", "skipped", "unknown", "pending")
-ERROR_STATUSES = ("failed", "rejected", "unknown")
-_MIN_FREE_BYTES = 16 * 1024 * 1024
 
 
 def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
@@ -92,74 +82,9 @@ def _inert(text: pl.Expr) -> pl.Expr:
 
 
 def errors_only(results: pl.DataFrame) -> pl.DataFrame:
-    return results.filter(pl.col(STATUS).is_in(ERROR_STATUSES))
+    return results.filter(pl.col(STATUS).is_in([status.value for status in ERROR_ROW_STATUSES]))
 
 
 def status_counts(results: pl.DataFrame) -> dict[str, int]:
     counted = dict(results[STATUS].value_counts().iter_rows())
-    return {status: int(counted.get(status, 0)) for status in STATUSES}
-
-
-def write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        if path.suffix.lower() == ".parquet":
-            frame.write_parquet(temp)
-        else:
-            frame.write_csv(temp)
-        with temp.open("rb+") as flushed:
-            os.fsync(flushed.fileno())
-        temp.chmod(0o600)
-        temp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise OutputError(f"{path}: cannot write the file ({exc.strerror or exc})") from None
-
-
-def check_outputs(
-    input_path: Path, outputs: Iterable[Path], *, checkpoint: Path | None = None, need_bytes: int = 0
-) -> None:
-    """Before any call: every output folder can be created and written, and none is the input."""
-    seen: dict[Path, Path] = {}
-    source = input_path.resolve()
-    for path in [*outputs, *([checkpoint] if checkpoint is not None else [])]:
-        resolved = path.resolve()
-        if resolved == source:
-            raise OutputError(f"{path}: is the lead list itself; writing there would overwrite it")
-        if resolved in seen:
-            raise OutputError(f"{path}: is used for two outputs; give each its own path")
-        seen[resolved] = path
-        if path == checkpoint and path.suffix.lower() in (".csv", ".parquet"):
-            raise OutputError(
-                f"{path}: the checkpoint is a SQLite database, not a {path.suffix} file; "
-                "name it .db (e.g. out/campaign.checkpoint.db)"
-            )
-        if path != checkpoint and path.suffix.lower() not in (".csv", ".parquet"):
-            raise OutputError(f"{path}: unsupported output type '{path.suffix}'; use .csv or .parquet")
-        folder = path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except FileExistsError:
-            raise OutputError(f"{folder}: a file is in the way of the output folder") from None
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
-        if path.is_dir():
-            raise OutputError(f"{path}: is a folder; give a file path")
-        try:
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise OutputError(
-                f"{folder}: cannot write in the output folder ({exc.strerror or exc})"
-            ) from None
-        free = shutil.disk_usage(folder).free
-        if free < max(_MIN_FREE_BYTES, need_bytes):
-            raise OutputError(
-                f"{folder}: only {free // (1024 * 1024)} MiB free; the results need about "
-                f"{max(_MIN_FREE_BYTES, need_bytes) // (1024 * 1024)} MiB. Free some space first"
-            )
+    return {status.value: int(counted.get(status.value, 0)) for status in ROW_STATUSES}

@@ -10,8 +10,12 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from dialer import jsontree
+
 LogFormat = Literal["auto", "console", "json"]
 REDACTED = "***"
+# Shorter values are not treated as secrets: redacting "1" or "ab" would garble every line.
+MIN_SECRET_CHARS = 4
 _PHONE_IN_TEXT = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164, as the dialer writes numbers
 _secrets: set[str] = set()
 _log_pii = False
@@ -25,25 +29,27 @@ def set_log_pii(enabled: bool) -> None:
 
 def add_secrets(values: Iterable[str]) -> None:
     """Remember values that must never be printed (API key, resolved ${env:...})."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
+    _secrets.update(v for v in values if is_secret_sized(v))
+
+
+def is_secret_sized(value: str) -> bool:
+    return len(value) >= MIN_SECRET_CHARS
+
+
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` replaced, longest first (one may contain another)."""
+    for secret in sorted((s for s in secrets if is_secret_sized(s)), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    return hide(text, _secrets)
 
 
 def redact_tree(value: Any) -> Any:
     """Redact every string inside a JSON-like value (redacting its JSON text misses escaped secrets)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: redact_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_tree(v) for v in value]
-    return value
+    return jsontree.map_leaves(value, lambda leaf, _: redact(leaf) if isinstance(leaf, str) else leaf)
 
 
 def scrub(text: str) -> str:
@@ -52,15 +58,15 @@ def scrub(text: str) -> str:
 
 
 def _redact_value(value: Any) -> Any:
+    return jsontree.map_leaves(value, lambda leaf, _: _redact_leaf(leaf))
+
+
+def _redact_leaf(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        value = str(value)
     if isinstance(value, str):
         # a number inside free text (an API error echoing the phone, a checkpoint message) too
         return redact(value) if _log_pii else _PHONE_IN_TEXT.sub(_mask_match, redact(value))
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    if isinstance(value, BaseException):
-        return _redact_value(str(value))
     return value
 
 

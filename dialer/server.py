@@ -1,6 +1,6 @@
 """A local Kyzo-compatible server for the demo, the tests and the benchmarks.
 
-It implements the API contract (README, "The Kyzo API") on its own: it imports nothing from the
+It implements the API contract (docs/local-server.md) on its own: it imports nothing from the
 rest of `dialer`, so a client bug cannot hide behind shared validation code. On top of the
 contract it counts what it saw, writes every placed call to a JSON-lines ledger and injects the
 faults a real API has: latency, rate limiting, error statuses and connections dropped after the
@@ -61,6 +61,7 @@ class ServerSettings:
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0  # uniform extra 0..J ms
     ledger: Path | None = None  # JSON-lines file of placed calls
+    ledger_bodies: bool = False  # also write each placed call's whole request body (tests)
     drop_rate: float = 0.0  # probability to drop the connection after placing the call
     error_rate: float = 0.0  # probability to answer an injected error status
     error_statuses: tuple[int, ...] = (500,)
@@ -293,6 +294,8 @@ class _MockState:
                 "ts": wall,
                 **flags,
             }
+            if self.settings.ledger_bodies:
+                record["body"] = body
             self.ledger.write(json.dumps(record) + "\n")
         return call_id
 
@@ -377,11 +380,6 @@ def _build(settings: ServerSettings) -> tuple[Starlette, _MockState]:
     app = _MockApp(routes=routes, exception_handlers={HTTPException: _http_error})
     weakref.finalize(app, state.close)  # closes the ledger for callers that only hold the app
     return app, state
-
-
-def build_app(settings: ServerSettings) -> Starlette:
-    """The ASGI app alone; `serve` and `serve_in_thread` add uvicorn around it."""
-    return _build(settings)[0]
 
 
 class _Server(uvicorn.Server):

@@ -8,15 +8,18 @@ import random
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import phonenumbers
 import polars as pl
 from typer.testing import CliRunner
 
+from dialer import logs
 from dialer.cli import app
+from dialer.config import Settings, load_settings
 
 API_KEY = "test-key-7f3a9c2e51"
 AREA_CODES = ("415", "212", "312", "617", "206", "512", "303", "305")
@@ -167,3 +170,29 @@ def read_results(path: Path) -> pl.DataFrame:
 def json_logs(stderr: str) -> list[dict[str, Any]]:
     """Every stderr line must be a JSON object when stderr is not a TTY."""
     return [json.loads(line) for line in stderr.splitlines() if line.strip()]
+
+
+def settings_for(config: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings as `dialer` loads them, with the test API key, secrets known to the logs."""
+    settings = load_settings(config, env={"KYZO_API_KEY": API_KEY, **(env or {})})
+    logs.add_secrets(settings.secrets)
+    return settings
+
+
+class ForwardingTransport(httpx.AsyncBaseTransport):
+    """The real HTTP transport to the local server, with a look at each request first.
+
+    The seam `run_campaign(transport=...)` offers tests: see (or disturb) what happens at the
+    moment a request leaves, while the request still travels over 127.0.0.1 to the real server.
+    """
+
+    def __init__(self, before: Callable[[httpx.Request], None]) -> None:
+        self._before = before
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._before(request)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 from conftest import KyzoServer
-from helpers import API_KEY, lead_rows, read_results, run_cli, write_config, write_leads
+from helpers import API_KEY, lead_rows, read_results, run_cli, settings_for, write_config, write_leads
 
 from dialer import logs
-from dialer.campaign import NEVER_OPEN, RunOptions, campaign_status, run_campaign, validate_campaign
+from dialer.campaign import RunOptions, run_campaign
 from dialer.config import load_settings
+from dialer.gate import NEVER_OPEN
+from dialer.preflight import validate_campaign
+from dialer.printing import print_summary
+from dialer.status import campaign_status
 
 HOURS = """
 [calling_hours]
@@ -97,7 +101,7 @@ def test_validate_and_status_report_the_window(kyzo: KyzoServer, tmp_path: Path)
     settings = load_settings(config, env={"KYZO_API_KEY": API_KEY})
     ten_in_new_york = _at("2026-11-27T15:00:00")
 
-    report = validate_campaign(settings, offline=True, clock=lambda: ten_in_new_york)
+    report = validate_campaign(settings, offline=True, clock=lambda: ten_in_new_york).as_dict()
 
     assert report["calling_hours"] == {
         "callable_now": 3,
@@ -108,8 +112,9 @@ def test_validate_and_status_report_the_window(kyzo: KyzoServer, tmp_path: Path)
     assert (report["dialable"], report["eligible"]) == (3, 6)  # "a run would send now": 3
     _run(config, "2026-11-27T15:00:00")
     status = campaign_status(settings, clock=lambda: ten_in_new_york)
-    assert status["counts"]["placed"] == 3
-    assert status["calling_hours"]["outside_hours"] == 3
+    assert status.counts["placed"] == 3
+    assert status.calling_hours is not None
+    assert status.calling_hours.outside_hours == 3
 
 
 def test_lead_time_zone_column_wins_and_bad_zone_is_rejected(kyzo: KyzoServer, tmp_path: Path) -> None:
@@ -173,7 +178,7 @@ def test_a_lead_whose_window_never_opens_is_rejected_not_pending(kyzo: KyzoServe
 
     settings = load_settings(config, env={"KYZO_API_KEY": API_KEY})
     report = validate_campaign(settings, offline=True, clock=lambda: _at("2026-11-27T14:30:00"))
-    assert report["rejected"] == {NEVER_OPEN: 1}
+    assert report.rejected == {NEVER_OPEN: 1}
     assert _run(config, "2026-11-27T14:30:00") == 4  # 09:30 New York: the 212 lead; 415 waits
     assert _run(config, "2026-11-27T17:30:00") == 1  # 09:30 San Francisco: done, RU rejected
     results = read_results(tmp_path / "results.csv")
@@ -183,15 +188,15 @@ def test_a_lead_whose_window_never_opens_is_rejected_not_pending(kyzo: KyzoServe
 
 
 def test_cli_summary_names_the_next_window(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kyzo: KyzoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """What a cron mail shows: exit 4 and the line saying when to come back."""
-    import dialer.campaign as campaign
-
-    monkeypatch.setattr(campaign, "_utc_now", lambda: _at("2026-11-28T16:00:00"))  # Saturday
     leads = write_leads(tmp_path / "leads.csv", _coast_to_coast(2))
-    result = run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads, extra=HOURS))])
+    settings = settings_for(write_config(tmp_path, kyzo.base_url, leads, extra=HOURS))
+    saturday = RunOptions(clock=lambda: _at("2026-11-28T16:00:00"))
+    summary = run_campaign(settings, saturday)
+    print_summary(summary)
 
-    assert result.exit_code == 4
-    assert "next window opens 2026-11-30 09:00 America/New_York" in result.stdout
+    assert summary.exit_code == 4
+    assert "next window opens 2026-11-30 09:00 America/New_York" in capsys.readouterr().out
     assert kyzo.calls() == []

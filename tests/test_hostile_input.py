@@ -32,7 +32,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dialer.checkpoint import Checkpoint, Identity
-from dialer.client import Answer, KyzoClient
 
 HEADER = "crm_id,first_name,city,phone,email"
 OUTPUTS = ("results.csv", "errors.csv", "checkpoint.db", "checkpoint.db.lock")
@@ -616,27 +615,15 @@ ODD_VALUES = {
 }
 
 
-def _spy_on_bodies(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    place_call = KyzoClient.place_call
-
-    async def spy(self: KyzoClient, body: dict[str, Any]) -> Answer:
-        sent.append(json.loads(json.dumps(body)))
-        return await place_call(self, body)
-
-    monkeypatch.setattr(KyzoClient, "place_call", spy)
-    return sent
-
-
 def test_control_characters_and_emoji_are_sent_as_they_are(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_server: Callable[..., KyzoServer], tmp_path: Path
 ) -> None:
     """Tabs, BEL and emoji in agentParams values are data: accepted and sent unchanged."""
+    kyzo = start_server(ledger_bodies=True)
     rows = lead_rows(3)
     rows[0].update(ODD_VALUES)
     leads = write_leads(tmp_path / "leads.csv", rows)
     config = _config(tmp_path, kyzo, leads)
-    sent = _spy_on_bodies(monkeypatch)
 
     check = run_cli(["validate", str(config), "--json", "--offline"])
 
@@ -650,7 +637,7 @@ def test_control_characters_and_emoji_are_sent_as_they_are(
 
     assert result.exit_code == 0, result.stdout + result.stderr
     assert len(kyzo.calls()) == 3
-    [odd] = [b for b in sent if b["referenceId"] == rows[0]["crm_id"]]
+    [odd] = [c["body"] for c in kyzo.calls() if c["referenceId"] == rows[0]["crm_id"]]
     assert odd["agentParams"] == ODD_VALUES
     results = read_results(tmp_path / "results.csv")
     assert results["first_name"][0] == ODD_VALUES["first_name"]
@@ -658,20 +645,20 @@ def test_control_characters_and_emoji_are_sent_as_they_are(
 
 
 def test_template_and_env_syntax_in_data_is_never_expanded(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_server: Callable[..., KyzoServer], tmp_path: Path
 ) -> None:
     """A lead value that looks like ${column} or ${env:NAME} is sent literally, never expanded."""
+    kyzo = start_server(ledger_bodies=True)
     rows = lead_rows(2)
     rows[0]["first_name"] = "${env:KYZO_API_KEY}"
     rows[1]["first_name"] = "${city} {{ name }} $${x}"
     leads = write_leads(tmp_path / "leads.csv", rows)
     config = _config(tmp_path, kyzo, leads)
-    sent = _spy_on_bodies(monkeypatch)
 
     result = run_cli(["run", str(config)])
 
     assert result.exit_code == 0, result.stdout + result.stderr
-    by_ref = {b["referenceId"]: b for b in sent}
+    by_ref = {c["referenceId"]: c["body"] for c in kyzo.calls()}
     for row in rows:
         body = by_ref[row["crm_id"]]
         assert body["agentParams"]["first_name"] == row["first_name"]

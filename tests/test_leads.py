@@ -10,23 +10,11 @@ import polars as pl
 import pytest
 
 from dialer.config import LeadsConfig, Settings, load_settings
+from dialer.do_not_call import load_do_not_call
 from dialer.errors import ConfigError, LeadsError
-from dialer.leads import (
-    KEY,
-    PHONE,
-    PRE_STATUS,
-    REASON,
-    REGION,
-    ROW,
-    RequestSpec,
-    Template,
-    _as_text,
-    iter_requests,
-    load_do_not_call,
-    load_lead_list,
-    parse_template,
-    prepare,
-)
+from dialer.lead_files import _as_text, load_lead_list
+from dialer.leads import KEY, PHONE, PRE_STATUS, REASON, REGION, ROW, prepare
+from dialer.request_bodies import RequestSpec, Template, iter_requests, parse_template
 
 COLUMNS = ["crm_id", "first_name", "last_name", "city", "phone", "email"]
 

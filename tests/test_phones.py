@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat, PhoneNumberType
 
-from dialer.phones import fast_normalise
+from dialer.phone_plans import fast_normalise
 
 Pick = Callable[[int, int], int]
 

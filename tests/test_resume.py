@@ -27,7 +27,7 @@ from helpers import (
     write_leads,
 )
 
-from dialer.checkpoint import RunLock
+from dialer.run_lock import RunLock
 
 
 def _wait_for_calls(ledger: Path, count: int, timeout: float = 20.0) -> None:
@@ -174,7 +174,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(kyzo: KyzoServer, tmp_path: 
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from dialer.checkpoint import RunLock; "
+            "import sys, time; from pathlib import Path; from dialer.run_lock import RunLock; "
             "RunLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)",
             str(tmp_path / "checkpoint.db"),
         ],

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 from conftest import KyzoServer
 from helpers import (
+    ForwardingTransport,
     json_logs,
     lead_rows,
     read_results,
     run_cli,
+    settings_for,
     write_config,
     write_leads,
 )
 
-from dialer.checkpoint import RunLock
 from dialer.export import OUTPUT_COLUMNS
+from dialer.run_lock import RunLock
 
 
 def _mixed_rows() -> list[dict[str, str]]:
@@ -253,34 +257,33 @@ def test_a_held_lock_wins_over_other_errors_and_guards_the_files(
     assert not (tmp_path / "results.csv").exists()
 
 
-def test_results_unwritable_after_calls_exits_4_and_export_recovers(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_results_unwritable_after_calls_exits_4_and_export_recovers(kyzo: KyzoServer, tmp_path: Path) -> None:
     """Calls went out but the results cannot be written: not 2 ("nothing sent"); the run is closed."""
-    import dialer.campaign as campaign
-    from dialer.errors import OutputError
+    from dialer.campaign import RunOptions, run_campaign
+    from dialer.errors import ResultsNotWritten
 
     leads = write_leads(tmp_path / "leads.csv", lead_rows(4))
     config = write_config(tmp_path, kyzo.base_url, leads)
-    real = campaign.write_outputs
+    in_the_way = tmp_path / "results.csv"
 
-    def disk_full(*args: object, **kwargs: object) -> dict[str, int]:
-        raise OutputError(f"{tmp_path / 'results.csv'}: no space left on device.")
+    def block_the_results_file(request: httpx.Request) -> None:
+        # once calls are going out, a folder takes the results file's name: its rename fails
+        in_the_way.mkdir(exist_ok=True)
+        (in_the_way / "keep").touch()
 
-    monkeypatch.setattr(campaign, "write_outputs", disk_full)
-    result = run_cli(["run", str(config)])
-    monkeypatch.setattr(campaign, "write_outputs", real)
+    with pytest.raises(ResultsNotWritten) as caught:
+        run_campaign(
+            settings_for(config), RunOptions(), transport=ForwardingTransport(block_the_results_file)
+        )
 
-    assert result.exit_code == 4
-    message = json_logs(result.stderr)[-1]["message"]
-    assert "The 4 calls sent in this run are recorded in the checkpoint" in message
-    assert f"dialer export {config}" in message
+    assert caught.value.exit_code == 4
+    assert "The 4 calls sent in this run are recorded in the checkpoint" in str(caught.value)
+    assert f"dialer export {config}" in str(caught.value)
     status = json.loads(run_cli(["status", str(config), "--json"]).stdout)
     assert status["runs"][-1]["exit_code"] == 4
+    shutil.rmtree(in_the_way)
     assert run_cli(["export", str(config)]).exit_code == 0
-    assert set(read_results(tmp_path / "results.csv")["dialer_status"]) == {"placed"}
-    assert run_cli(["run", str(config)]).exit_code == 0
-    assert len(kyzo.calls()) == 4
+    assert read_results(in_the_way)["dialer_status"].to_list() == ["placed"] * 4
 
 
 def test_400_marks_lead_failed_with_server_message(kyzo: KyzoServer, tmp_path: Path) -> None:

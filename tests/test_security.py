@@ -22,19 +22,22 @@ import pytest
 from conftest import KyzoServer
 from helpers import (
     API_KEY,
+    ForwardingTransport,
     json_logs,
     lead_rows,
     read_results,
     run_cli,
+    settings_for,
     write_config,
     write_leads,
 )
 from pydantic import SecretStr
 
 from dialer import logs
-from dialer.checkpoint import RunLock
+from dialer.campaign import RunOptions, run_campaign
 from dialer.client import Action, Answer, KyzoClient, classify
 from dialer.config import load_settings
+from dialer.run_lock import RunLock
 
 HOOK_TOKEN = "hook-tok-5e9b2d71c4a8f03"
 WEBHOOK_TOOL = """
@@ -57,9 +60,11 @@ def loose_umask() -> Iterator[None]:
 
 
 @pytest.fixture
-def no_log_pii(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_log_pii() -> Iterator[None]:
     """--log-pii is a process-wide switch: whatever a test sets, the next test starts without it."""
-    monkeypatch.setattr(logs, "_log_pii", False)
+    logs.set_log_pii(False)
+    yield
+    logs.set_log_pii(False)
 
 
 def _set_api(config: Path, lines: str) -> Path:
@@ -101,10 +106,10 @@ def _mode(path: Path) -> int:
 
 
 def test_no_artefact_holds_the_api_key_or_an_env_secret(
-    start_server: Callable[..., KyzoServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_server: Callable[..., KyzoServer], tmp_path: Path
 ) -> None:
     """After run, validate, status and export at debug level, no output, log or file holds a secret."""
-    server = start_server(error_rate=0.3, error_statuses=(400, 500), seed=11)
+    server = start_server(error_rate=0.3, error_statuses=(400, 500), seed=11, ledger_bodies=True)
     rows = lead_rows(24)
     rows[2]["phone"] = "12345"
     rows[5]["phone"] = ""
@@ -114,14 +119,6 @@ def test_no_artefact_holds_the_api_key_or_an_env_secret(
     out.mkdir()
     config = write_config(out, server.base_url, leads, extra=WEBHOOK_TOOL)
     log_file = tmp_path / "dialer.jsonl"
-    sent: list[dict[str, Any]] = []
-    place_call = KyzoClient.place_call
-
-    async def spy(self: KyzoClient, body: dict[str, Any]) -> Answer:
-        sent.append(body)
-        return await place_call(self, body)
-
-    monkeypatch.setattr(KyzoClient, "place_call", spy)
     env = {"HOOK_TOKEN": HOOK_TOKEN}
     debug = ["--log-level", "debug", "--log-file", str(log_file)]
     on_stderr = ["--log-level", "debug"]
@@ -143,6 +140,7 @@ def test_no_artefact_holds_the_api_key_or_an_env_secret(
     assert all(int(first_run[s]) > 0 for s in ("placed", "failed", "unknown", "rejected")), first_run
     assert "lead_outcome" in results[4].stderr
     # the secret was resolved and sent where it belongs: in the body of every request
+    sent = [call["body"] for call in server.calls()]
     assert sent and all(
         b["tools"][2]["args"]["headers"]["Authorization"] == f"Bearer {HOOK_TOKEN}" for b in sent
     )
@@ -159,25 +157,20 @@ def test_no_artefact_holds_the_api_key_or_an_env_secret(
         assert leaking == [], f"{secret} found in {leaking}"
 
 
-def test_checkpoint_wal_holds_no_secret_during_a_run(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_checkpoint_wal_holds_no_secret_during_a_run(kyzo: KyzoServer, tmp_path: Path) -> None:
     """While a run is writing, neither the checkpoint nor its -wal holds the key or an env secret."""
     leads = write_leads(tmp_path / "leads.csv", lead_rows(5))
     config = write_config(tmp_path, kyzo.base_url, leads, extra=WEBHOOK_TOOL)
     seen: dict[str, bytes] = {}
-    place_call = KyzoClient.place_call
 
-    async def snapshot(self: KyzoClient, body: dict[str, Any]) -> Answer:
+    def snapshot(request: httpx.Request) -> None:
         for suffix in ("", "-wal"):
             path = tmp_path / f"checkpoint.db{suffix}"
             if path.exists():
                 seen[path.name] = seen.get(path.name, b"") + path.read_bytes()
-        return await place_call(self, body)
 
-    monkeypatch.setattr(KyzoClient, "place_call", snapshot)
-
-    assert run_cli(["run", str(config)], env={"HOOK_TOKEN": HOOK_TOKEN}).exit_code == 0
+    settings = settings_for(config, {"HOOK_TOKEN": HOOK_TOKEN})
+    assert run_campaign(settings, RunOptions(), transport=ForwardingTransport(snapshot)).exit_code == 0
     assert set(seen) == {"checkpoint.db", "checkpoint.db-wal"}
     for data in seen.values():
         assert API_KEY.encode() not in data
@@ -478,28 +471,26 @@ def test_lead_outcome_logs_mask_phones_and_omit_names_and_emails(kyzo: KyzoServe
 
 
 @pytest.mark.usefixtures("no_log_pii")
-def test_phone_echoed_by_the_api_is_masked_in_logs(
-    kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_phone_echoed_by_the_api_is_masked_in_logs(tmp_path: Path) -> None:
     """An API error message quoting the phone number is logged with the number masked."""
     rows = lead_rows(2)
     leads = write_leads(tmp_path / "leads.csv", rows)
-    config = write_config(tmp_path, kyzo.base_url, leads)
+    config = write_config(tmp_path, "http://127.0.0.1:9", leads)
 
-    async def refuse(self: KyzoClient, body: dict[str, Any]) -> Answer:
-        message = f"phoneNumber {body['phoneNumber']} is on the carrier block list"
-        return Answer(status=400, body=json.dumps({"success": False, "message": message}).encode())
+    def refuse(request: httpx.Request) -> httpx.Response:
+        message = f"phoneNumber {json.loads(request.content)['phoneNumber']} is on the carrier block list"
+        return httpx.Response(400, json={"success": False, "message": message})
 
-    monkeypatch.setattr(KyzoClient, "place_call", refuse)
+    stderr = io.StringIO()
+    logs.configure("json", "debug", stderr)
+    summary = run_campaign(settings_for(config), RunOptions(), transport=httpx.MockTransport(refuse))
 
-    result = run_cli(["--log-format", "json", "--log-level", "debug", "run", str(config)])
-
-    assert result.exit_code == 1
-    errors = [e["error"] for e in json_logs(result.stderr) if e["event"] == "lead_outcome"]
+    assert summary.exit_code == 1
+    errors = [e["error"] for e in json_logs(stderr.getvalue()) if e["event"] == "lead_outcome"]
     assert sorted(errors) == sorted(
         f"phoneNumber {_masked(r['phone'])} is on the carrier block list" for r in rows
     )
-    assert all(row["phone"] not in result.stderr for row in rows)
+    assert all(row["phone"] not in stderr.getvalue() for row in rows)
     # the results file is the user's own data: it keeps the server's words as they were
     assert set(read_results(tmp_path / "results.csv")["dialer_error"]) == {
         f"phoneNumber {r['phone']} is on the carrier block list" for r in rows
@@ -724,8 +715,9 @@ def test_purge_leaves_other_checkpoints_set_aside_copies(tmp_path: Path) -> None
 
 def test_server_message_cannot_become_a_spreadsheet_formula(tmp_path: Path) -> None:
     """A 400 message starting with '=' is written to dialer_error quoted, so Excel shows it as text."""
-    from dialer.checkpoint import Checkpoint, Claim, Result, Status
+    from dialer.checkpoint import Checkpoint, Claim, Result
     from dialer.export import build_results
+    from dialer.lead_state import Status
     from dialer.leads import KEY, prepare
 
     rows = lead_rows(1)

@@ -1,0 +1,53 @@
+"""What a run (or an export) reports when it ends: for the CLI, the log, the webhook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dialer.config import Settings
+from dialer.dispatch import DispatchReport
+from dialer.exits import ExitCode
+
+
+@dataclass
+class RunSummary:
+    campaign: str
+    exit_code: ExitCode
+    counts: dict[str, int]
+    results_path: Path
+    errors_path: Path
+    checkpoint_path: Path | None
+    report: DispatchReport = field(default_factory=DispatchReport)
+    dry_run: bool = False
+    resume_command: str = ""
+    notes: list[str] = field(default_factory=list)
+    next_window: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, exit_code: ExitCode, counts: dict[str, int], **extra: Any) -> RunSummary:
+        """A summary with the campaign's name and file paths filled in."""
+        return cls(
+            campaign=settings.campaign.name,
+            exit_code=exit_code,
+            counts=counts,
+            results_path=settings.results_path,
+            errors_path=settings.errors_path,
+            checkpoint_path=extra.pop("checkpoint_path", settings.checkpoint_path),
+            **extra,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "exit_code": int(self.exit_code),
+            "counts": self.counts,
+            "sent_requests": self.report.sent,
+            "duration_s": round(self.report.duration_s, 3),
+            "calls_per_second": round(self.report.calls_per_second, 3),
+            "stop_reason": self.report.stop_reason.value if self.report.stop_reason else None,
+            "stop_message": self.report.stop_message,
+            "results_path": str(self.results_path),
+            "errors_path": str(self.errors_path),
+        }
