@@ -626,9 +626,9 @@ def prepare_list(folder: Path, leads: LeadList, rows: int) -> Path:
 
 def write_bodies(config: Path, out: Path) -> int:
     """The exact placeCall bodies the dialer builds for this campaign, one JSON per line."""
-    from dialer.selection import load_table
     from dialer.config import load_settings
     from dialer.request_bodies import RequestSpec, iter_requests
+    from dialer.selection import load_table
 
     settings = load_settings(config, env={})
     table = load_table(settings)

@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from dialer.run_checkpoint import identity_of
-from dialer.selection import load_table
 from dialer.checkpoint import Checkpoint, Claim, Result
-from dialer.lead_state import Status
 from dialer.config import load_settings
 from dialer.lead_files import file_fingerprint
+from dialer.lead_state import Status
 from dialer.leads import KEY, PHONE
+from dialer.run_checkpoint import identity_of
+from dialer.selection import load_table
 
 
 def main() -> int:

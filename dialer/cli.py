@@ -154,7 +154,10 @@ def run(
         bool, typer.Option("--no-progress", help="No progress bar, even on a TTY.")
     ] = False,
     ignore_calling_hours: Annotated[
-        bool, typer.Option("--ignore-calling-hours", help="Dial outside the calling_hours window (for tests only).")
+        bool,
+        typer.Option(
+            "--ignore-calling-hours", help="Dial outside the calling_hours window (for tests only)."
+        ),
     ] = False,
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
