@@ -33,7 +33,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 import traceback
 from collections import Counter
@@ -48,6 +47,9 @@ import httpx
 import polars as pl
 
 from dialer.server import max_in_window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from campaign_builder import campaign_tables, write_campaign
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -242,67 +244,25 @@ def generate_leads(rows: int, *, bad_share: float = 0.0, dup_share: float = 0.0,
 
 
 def write_config(folder: Path, base_url: str, leads: Path, limits: Mapping[str, Any]) -> Path:
-    """A campaign file like tests/helpers.py `write_config`; every output inside `folder`."""
-    settings = {
-        "calls_per_second": UNLIMITED,
-        "max_concurrency": 10,
-        "max_attempts": 3,
-        "request_timeout_s": 30,
-    }
-    settings.update(limits)
-    limit_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    text = textwrap.dedent(
-        f"""\
-        [api]
-        base_url = "{base_url}"
-        organization_id = "{ORG}"
-
-        [campaign]
-        name = "bench-{folder.name}"
-        agent_id = "{AGENT}"
-        from_phone_number_id = "{FROM_NUMBER}"
-
-        [leads]
-        path = "{leads}"
-        default_region = "US"
-
-        [leads.columns]
-        phone = "phone"
-        email = "email"
-        reference_id = "crm_id"
-
-        [leads.agent_params]
-        first_name = "first_name"
-        city = "city"
-
-        [[tools]]
-        tool_type = "sentiment"
-        execution_order = 0
-        args = {{ language = "English" }}
-
-        [[tools]]
-        tool_type = "whatsapp"
-        execution_order = 1
-        [tools.args]
-        CLIENT_WHATSAPP_PHONE_NUMBER = "+19999999999"
-        customerName = "${{first_name}}"
-        campaignName = "Bench"
-
-        [limits]
-        """
+    """The tests' standard campaign (tests/campaign_builder.py); every output inside `folder`."""
+    tables = campaign_tables(
+        base_url=base_url,
+        leads=leads,
+        folder=folder,
+        name=f"bench-{folder.name}",
+        organization_id=ORG,
+        agent_id=AGENT,
+        from_phone_number_id=FROM_NUMBER,
+        limits={
+            "calls_per_second": UNLIMITED,
+            "max_concurrency": 10,
+            "max_attempts": 3,
+            "request_timeout_s": 30,
+            **limits,
+        },
     )
-    text += limit_lines + textwrap.dedent(
-        f"""
-
-        [output]
-        path = "{folder / "results.csv"}"
-        errors_path = "{folder / "errors.csv"}"
-        checkpoint = "{folder / "checkpoint.db"}"
-        """
-    )
-    path = folder / "campaign.toml"
-    path.write_text(text)
-    return path
+    tables["tools"][1]["args"]["campaignName"] = "Bench"
+    return write_campaign(folder / "campaign.toml", tables)
 
 
 def scenario_folder(name: str) -> Path:

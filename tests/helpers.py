@@ -7,7 +7,6 @@ import os
 import random
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import phonenumbers
 import polars as pl
+from campaign_builder import campaign_tables, write_campaign
 from typer.testing import CliRunner
 
 from dialer import logs
@@ -70,63 +70,22 @@ def write_config(
     results_suffix: str = ".csv",
     tools: bool = True,
     transport: str = "aiohttp",
+    **tables: Mapping[str, Any],
 ) -> Path:
-    """A campaign file whose outputs all live in `folder`."""
-    settings = {"calls_per_second": 10000, "max_concurrency": 8, "max_attempts": 3, "request_timeout_s": 10}
-    settings.update(limits or {})
-    limit_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
-    tool_block = textwrap.dedent(
-        """
-        [[tools]]
-        tool_type = "sentiment"
-        execution_order = 0
-        args = { language = "English" }
-
-        [[tools]]
-        tool_type = "whatsapp"
-        execution_order = 1
-        [tools.args]
-        CLIENT_WHATSAPP_PHONE_NUMBER = "+19999999999"
-        customerName = "${first_name}"
-        campaignName = "Q3"
-        """
+    """The standard test campaign (see campaign_builder), outputs in `folder`; `extra` is raw TOML."""
+    document = campaign_tables(
+        base_url=base_url,
+        leads=leads,
+        folder=folder,
+        agent_id=agent_id,
+        from_phone_number_id=from_phone_number_id,
+        limits=limits,
+        tools=None if tools else [],
+        results_suffix=results_suffix,
+        api={"transport": transport},
+        **tables,
     )
-    text = f"""
-[api]
-base_url = "{base_url}"
-organization_id = "org_demo"
-transport = "{transport}"
-
-[campaign]
-name = "test-campaign"
-agent_id = "{agent_id}"
-from_phone_number_id = "{from_phone_number_id}"
-
-[leads]
-path = "{leads}"
-default_region = "US"
-
-[leads.columns]
-phone = "phone"
-email = "email"
-reference_id = "crm_id"
-
-[leads.agent_params]
-first_name = "first_name"
-city = "city"
-{tool_block if tools else ""}
-[limits]
-{limit_lines}
-
-[output]
-path = "{folder / ("results" + results_suffix)}"
-errors_path = "{folder / ("errors" + results_suffix)}"
-checkpoint = "{folder / "checkpoint.db"}"
-{extra}
-"""
-    path = folder / "campaign.toml"
-    path.write_text(text)
-    return path
+    return write_campaign(folder / "campaign.toml", document, extra)
 
 
 def run_cli(

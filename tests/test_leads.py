@@ -8,11 +8,12 @@ from typing import Any
 
 import polars as pl
 import pytest
+from campaign_builder import campaign_tables, write_campaign
 
 from dialer.config import LeadsConfig, Settings, load_settings
 from dialer.do_not_call import load_do_not_call
 from dialer.errors import ConfigError, LeadsError
-from dialer.lead_files import _as_text, load_lead_list
+from dialer.lead_files import POLARS_NOT_UTF8, POLARS_RAGGED_ROW, _as_text, load_lead_list
 from dialer.leads import KEY, PHONE, PRE_STATUS, REASON, REGION, ROW, prepare
 from dialer.request_bodies import RequestSpec, Template, iter_requests, parse_template
 
@@ -765,29 +766,6 @@ def test_template_lists_its_columns() -> None:
     assert template.columns == ["a", "b", "a"]
 
 
-CAMPAIGN = """\
-[api]
-base_url = "https://api.kyzo.example/v1"
-organization_id = "org_1"
-
-[campaign]
-name = "spring-2025"
-agent_id = "agent_1"
-from_phone_number_id = "pn_7"
-
-[leads]
-path = "leads.csv"
-
-[leads.columns]
-phone = "phone"
-email = "email"
-reference_id = "crm_id"
-
-[leads.agent_params]
-first_name = "first_name"
-city = "city"
-"""
-
 TOOLS = """
 [[tools]]
 tool_type = "webhook"
@@ -811,9 +789,18 @@ ENV = {"HOOK_TOKEN": "tok-123", "HOOK_PATH": "in", "KYZO_API_KEY": "k"}
 
 
 def settings_for(tmp_path: Path, tools: str = TOOLS) -> Settings:
-    path = tmp_path / "campaign.toml"
-    path.write_text(CAMPAIGN + tools, encoding="utf-8")
-    return load_settings(path, env=ENV)
+    """The standard campaign with these hand-written [[tools]] (their quoting is what is tested)."""
+    tables = campaign_tables(
+        base_url="https://api.kyzo.example/v1",
+        leads="leads.csv",
+        folder=tmp_path,
+        name="spring-2025",
+        organization_id="org_1",
+        agent_id="agent_1",
+        from_phone_number_id="pn_7",
+        tools=[],
+    )
+    return load_settings(write_campaign(tmp_path / "campaign.toml", tables, tools), env=ENV)
 
 
 def requests_for(tmp_path: Path, rows: list[dict[str, str | None]], tools: str = TOOLS) -> list[Any]:
@@ -922,3 +909,14 @@ def test_iter_requests_keeps_input_order_across_slices(tmp_path: Path) -> None:
         "+14155550106",
     ]
     assert [r.key for r in requests] == [r.phone for r in requests]
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [(b"a,b\n\xff\xfe,1\n", POLARS_NOT_UTF8), (b"a,b\n1,2,3\n", POLARS_RAGGED_ROW)],
+)
+def test_polars_still_says_what_the_reader_listens_for(data: bytes, words: str) -> None:
+    """The reader tells bad encoding from a ragged row by polars' words: a rewording fails here first."""
+    with pytest.raises(pl.exceptions.ComputeError) as caught:
+        pl.read_csv(data, infer_schema=False)
+    assert words in str(caught.value).lower()
