@@ -17,48 +17,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
+from dialer import checkpoint_schema
+from dialer.checkpoint_schema import SCHEMA_VERSION, upgrade, verify_ours
 from dialer.errors import CheckpointError, CheckpointWriteFailed
 from dialer.group_commit import GroupCommitWriter
 from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from
 from dialer.timestamps import utc_now
 
-APPLICATION_ID = 0x4B595A4F  # "KYZO": marks the file as ours
-SCHEMA_VERSION = 1
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _FETCH_ROWS = 100_000  # rows turned into Python tuples at a time when reading states
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS leads (
-    key TEXT PRIMARY KEY,
-    phone TEXT NOT NULL,
-    reference_id TEXT,
-    status TEXT NOT NULL,
-    call_id TEXT,
-    error TEXT,
-    http_status INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL,
-    run_id INTEGER
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    pid INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    command TEXT NOT NULL,
-    config_fingerprint TEXT NOT NULL,
-    input_fingerprint TEXT NOT NULL,
-    exit_code INTEGER,
-    counts TEXT
-);
-"""
-
 
 STATE_SCHEMA: Mapping[str, pl.DataType] = {
     "key": pl.String(),
@@ -70,6 +40,7 @@ STATE_SCHEMA: Mapping[str, pl.DataType] = {
     "http_status": pl.Int64(),
     "attempts": pl.Int64(),
     "updated_at": pl.String(),
+    "calls": pl.Int64(),
 }
 
 
@@ -96,6 +67,8 @@ class Claim:
     key: str
     phone: str
     reference_id: str | None
+    # A recycle claim: the lead must still be `placed` with exactly this many calls behind it.
+    recycle_of_calls: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +79,7 @@ class Result:
     call_id: str | None = None
     error: str | None = None
     http_status: int | None = None
+    released: bool = False  # never sent: back to where the claim took it from, nothing counted
 
 
 class Checkpoint:
@@ -119,24 +93,28 @@ class Checkpoint:
     def open(cls, path: Path, *, create: bool = True) -> Checkpoint:
         """Open or create; a foreign or corrupt file is refused and left as it was."""
         if path.exists():
-            _verify_ours(path)
+            version = verify_ours(path)
         elif not create:
             raise CheckpointError(f"{path}: no checkpoint yet (no run of this campaign so far)")
         else:
-            _create(path)
+            checkpoint_schema.create(path)
+            version = SCHEMA_VERSION
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise CheckpointError(f"{path}: cannot open the checkpoint ({exc})") from None
+        if version != SCHEMA_VERSION:
+            upgrade(db, path)
         return cls(path, db)
 
     @classmethod
     def open_readonly(cls, path: Path) -> Checkpoint:
         if not path.exists():
             raise CheckpointError(f"{path}: no checkpoint yet (no run of this campaign so far)")
-        _verify_ours(path)
+        if verify_ours(path) != SCHEMA_VERSION:
+            Checkpoint.open(path).close()  # an older file is upgraded once, by whoever reads it first
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         return cls(path, db)
 
@@ -207,10 +185,17 @@ class Checkpoint:
     def recover_interrupted(self, note: str) -> int:
         """Leads left in flight by a run that died may have been called: mark them unknown."""
         check_move(Status.IN_FLIGHT, Status.UNKNOWN)
+        now = utc_now()
         with self._transaction():
+            # each may have rung: it counts as a call (and is never recycled, being unknown)
+            self._db.execute(
+                "INSERT INTO calls(key, call_id, placed_at, run_id, status)"
+                " SELECT key, NULL, ?, run_id, ? FROM leads WHERE status = ?",
+                (now, Status.UNKNOWN, Status.IN_FLIGHT),
+            )
             cursor = self._db.execute(
-                "UPDATE leads SET status = ?, error = ?, updated_at = ? WHERE status = ?",
-                (Status.UNKNOWN, note, utc_now(), Status.IN_FLIGHT),
+                "UPDATE leads SET status = ?, error = ?, updated_at = ?, calls = calls + 1 WHERE status = ?",
+                (Status.UNKNOWN, note, now, Status.IN_FLIGHT),
             )
         return cursor.rowcount
 
@@ -234,27 +219,22 @@ class Checkpoint:
         apply = self._claimer(run_id, claimable)
         with self._transaction():
             for claim in claims:
-                apply(self._db, claim)
+                apply(self._db, claim=claim)
 
     def record_now(self, results: Iterable[Result]) -> None:
         with self._transaction():
             for result in results:
-                _apply_result(self._db, result)
+                _apply_result(self._db, result=result)
 
     def writer(
         self, loop: asyncio.AbstractEventLoop, run_id: int, claimable: Iterable[Status] = ()
-    ) -> GroupCommitWriter:
+    ) -> RunWriter:
         """The run's writer: it may claim leads that are pending or in one of `claimable`."""
-        return GroupCommitWriter(
-            self._db,
-            loop,
-            apply_claim=self._claimer(run_id, claimable),
-            apply_result=_apply_result,
-            where=str(self.path),
-        )
+        commits = GroupCommitWriter(self._db, loop, where=str(self.path))
+        return RunWriter(commits, self._claimer(run_id, claimable))
 
     @staticmethod
-    def _claimer(run_id: int, claimable: Iterable[Status]) -> Any:
+    def _claimer(run_id: int, claimable: Iterable[Status]) -> ApplyClaim:
         return partial(_apply_claim, run_id=run_id, sources=claimable_from(claimable))
 
     @contextlib.contextmanager
@@ -280,58 +260,25 @@ class Checkpoint:
             self._db.execute("ROLLBACK")
 
 
-def _create(path: Path) -> None:
-    """Build the empty checkpoint beside its final name, then rename: a crash leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    temp.unlink(missing_ok=True)
-    os.close(os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    try:
-        db = sqlite3.connect(temp, isolation_level=None)
-        try:
-            db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
-        with temp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        temp.replace(path)
-    except (OSError, sqlite3.Error) as exc:
-        temp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot create the checkpoint ({exc})") from None
+class ApplyClaim(Protocol):
+    def __call__(self, db: sqlite3.Connection, *, claim: Claim) -> None: ...
 
 
-def _verify_ours(path: Path) -> None:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(100)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
-    if not head.startswith(_SQLITE_MAGIC):
-        raise CheckpointError(
-            f"{path}: is not a kyzo-dialer checkpoint (not a SQLite file). "
-            "It was left untouched; choose another --checkpoint or move the file away"
-        )
-    application_id = int.from_bytes(head[68:72], "big")
-    if application_id != APPLICATION_ID:
-        raise CheckpointError(
-            f"{path}: is a SQLite file of another program, not a kyzo-dialer checkpoint. "
-            "It was left untouched; choose another --checkpoint"
-        )
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            db.execute("SELECT count(*) FROM leads").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise CheckpointError(f"{path}: the checkpoint is damaged ({exc}); it was left untouched") from None
-    if version != SCHEMA_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint schema {version} is not supported (expected {SCHEMA_VERSION})"
-        )
+class RunWriter:
+    """Claims and results of a run, through the group-commit writer."""
+
+    def __init__(self, commits: GroupCommitWriter, apply_claim: ApplyClaim) -> None:
+        self._commits = commits
+        self._apply_claim = apply_claim
+
+    def claim(self, claim: Claim) -> asyncio.Future[None]:
+        return self._commits.submit(partial(self._apply_claim, claim=claim))
+
+    def record(self, result: Result) -> asyncio.Future[None]:
+        return self._commits.submit(partial(_apply_result, result=result))
+
+    async def aclose(self) -> None:
+        await self._commits.aclose()
 
 
 _CLAIM_SQL = (
@@ -341,39 +288,63 @@ _CLAIM_SQL = (
     " updated_at = excluded.updated_at, run_id = excluded.run_id"
     " WHERE leads.status IN ({sources})"
 )
+_RECYCLE_CLAIM_SQL = (
+    "UPDATE leads SET status = 'in_flight', error = NULL, http_status = NULL, updated_at = ?, run_id = ?"
+    " WHERE key = ? AND status = 'placed' AND calls = ?"
+)
 _RESULT_SQL = (
     "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
-    " attempts = attempts + ?, updated_at = ? WHERE key = ? AND status = 'in_flight'"
+    " attempts = attempts + ?, updated_at = ?, calls = calls + ? WHERE key = ? AND status = 'in_flight'"
 )
+_RELEASE_SQL = "UPDATE leads SET status = ?, updated_at = ? WHERE key = ? AND status = 'in_flight'"
+_CALL_SQL = (
+    "INSERT INTO calls(key, call_id, placed_at, run_id, status)"
+    " SELECT key, ?, ?, run_id, ? FROM leads WHERE key = ?"
+)
+# A lead that leaves in_flight in one of these may have rung: it is a call.
+_CALLED = frozenset({Status.PLACED, Status.UNKNOWN})
 
 
-def _apply_claim(db: sqlite3.Connection, claim: Claim, *, run_id: int, sources: frozenset[Status]) -> None:
-    """Claim a lead new or in one of `sources` (checked legal by `claimable_from`).
+def _apply_claim(db: sqlite3.Connection, *, claim: Claim, run_id: int, sources: frozenset[Status]) -> None:
+    """Claim a lead: new or in one of `sources` (checked legal by `claimable_from`), or a recycle.
 
     The database enforces the move in the same statement, so two runs can never both claim
     a lead; a statement whose WHERE fails changes nothing, so a refused claim needs no rollback.
     """
-    ordered = sorted(sources)
-    sql = _CLAIM_SQL.format(sources=", ".join("?" * len(ordered)))
-    cursor = db.execute(sql, (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *ordered))
+    if claim.recycle_of_calls is not None:
+        check_move(Status.PLACED, Status.IN_FLIGHT, recycle=True)
+        cursor = db.execute(_RECYCLE_CLAIM_SQL, (utc_now(), run_id, claim.key, claim.recycle_of_calls))
+    else:
+        ordered = sorted(sources)
+        sql = _CLAIM_SQL.format(sources=", ".join("?" * len(ordered)))
+        cursor = db.execute(sql, (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *ordered))
     if cursor.rowcount != 1:
-        row = db.execute("SELECT status FROM leads WHERE key = ?", (claim.key,)).fetchone()
-        raise ClaimRefused(f"lead {claim.key!r} is {row[0] if row else 'absent'}; it may not be claimed")
+        row = db.execute("SELECT status, calls FROM leads WHERE key = ?", (claim.key,)).fetchone()
+        state = f"{row[0]} after {row[1]} calls" if row else "absent"
+        raise ClaimRefused(f"lead {claim.key!r} is {state}; it may not be claimed")
 
 
-def _apply_result(db: sqlite3.Connection, result: Result) -> None:
+def _apply_result(db: sqlite3.Connection, *, result: Result) -> None:
     check_move(Status.IN_FLIGHT, result.status)
-    cursor = db.execute(
-        _RESULT_SQL,
-        (
-            result.status,
-            result.call_id,
-            result.error,
-            result.http_status,
-            result.attempts,
-            utc_now(),
-            result.key,
-        ),
-    )
+    now = utc_now()
+    if result.released:
+        cursor = db.execute(_RELEASE_SQL, (result.status, now, result.key))
+    else:
+        called = result.status in _CALLED
+        cursor = db.execute(
+            _RESULT_SQL,
+            (
+                result.status,
+                result.call_id,
+                result.error,
+                result.http_status,
+                result.attempts,
+                now,
+                int(called),
+                result.key,
+            ),
+        )
+        if cursor.rowcount == 1 and called:
+            db.execute(_CALL_SQL, (result.call_id, now, result.status, result.key))
     if cursor.rowcount != 1:
         raise IllegalMove(f"lead {result.key!r} is not in flight; its outcome was refused")

@@ -8,38 +8,32 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import ipaddress
 import json
 import os
 import re
-import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from dialer import jsontree
+from dialer.config_schema import (
+    ApiConfig,
+    CampaignConfig,
+    CampaignFile,
+    LeadsConfig,
+    LimitsConfig,
+    OutcomesConfig,
+    RecycleConfig,
+)
 from dialer.errors import ConfigError
-from dialer.hours import CallingHours
 from dialer.logs import hide
 
 API_KEY_ENV = "KYZO_API_KEY"
 BASE_URL_ENV = "KYZO_BASE_URL"
-MAX_CALLS_PER_SECOND = 10_000.0
-ToolType = Literal["sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook"]
-TOOL_TYPES: tuple[str, ...] = get_args(ToolType)
 
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -56,150 +50,6 @@ class Problem:
     def __str__(self) -> str:
         given = f" (given as {self.flag})" if self.flag else ""
         return f"{self.key}: {self.message}{given}" if self.key else f"{self.message}{given}"
-
-
-class _Strict(BaseModel):
-    # strict: `calls_per_second = true` or `max_concurrency = "3"` is a mistake, not a value;
-    # paths are the one place where TOML's string stands for another type (strict=False there).
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class ApiConfig(_Strict):
-    base_url: str
-    organization_id: str = Field(min_length=1)
-    retry_ambiguous: bool = False
-    allow_insecure_http: bool = False
-    ca_bundle: Path | None = Field(default=None, strict=False)
-    transport: Literal["aiohttp", "httpx"] = "aiohttp"
-
-    @field_validator("base_url")
-    @classmethod
-    def _url_shape(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL, e.g. https://api.kyzo.ai/v1")
-        return value.rstrip("/")
-
-    @field_validator("ca_bundle")
-    @classmethod
-    def _loadable_bundle(cls, value: Path | None) -> Path | None:
-        """A bundle that cannot load must stop the run before anything is opened or sent."""
-        if value is not None:
-            try:
-                ssl.create_default_context(cafile=str(value))
-            except (OSError, ssl.SSLError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ValueError(f"cannot load the CA bundle {value}: {reason}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _no_key_over_plain_http(self) -> ApiConfig:
-        if is_insecure_remote(self.base_url) and not self.allow_insecure_http:
-            raise ValueError(
-                f"base_url {self.base_url} is plain http:// to a non-loopback host: the API key "
-                "would travel unencrypted. Use https://, or set api.allow_insecure_http = true"
-            )
-        return self
-
-
-class CampaignConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
-    agent_id: str = Field(min_length=1)
-    from_phone_number_id: str = Field(min_length=1)
-
-
-class ColumnsConfig(_Strict):
-    phone: str = Field(min_length=1)
-    email: str | None = None
-    reference_id: str | None = None
-    timezone: str | None = None
-
-
-class LeadsConfig(_Strict):
-    path: Path = Field(strict=False)
-    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
-    columns: ColumnsConfig
-    agent_params: dict[str, str] = Field(default_factory=dict)
-    required: list[str] = Field(default_factory=list)
-    allowed_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] | None = None
-    dedupe: Literal["phone", "reference_id", "none"] = "phone"
-    do_not_call: Path | None = Field(default=None, strict=False)
-    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
-    encoding: str = "utf-8"
-
-    @model_validator(mode="after")
-    def _required_are_params(self) -> LeadsConfig:
-        unknown = [name for name in self.required if name not in self.agent_params]
-        if unknown:
-            raise ValueError(
-                f"required names {unknown} are not keys of [leads.agent_params] ({sorted(self.agent_params)})"
-            )
-        if self.dedupe == "reference_id" and not self.columns.reference_id:
-            raise ValueError('dedupe = "reference_id" needs leads.columns.reference_id')
-        return self
-
-
-class ToolConfig(_Strict):
-    tool_type: ToolType
-    execution_order: int = Field(ge=0)
-    args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("args")
-    @classmethod
-    def _json_values(cls, args: dict[str, Any]) -> dict[str, Any]:
-        # TOML has dates, times and nan; the placeCall body is JSON, which has none of them.
-        try:
-            json.dumps(args, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{exc}; write dates and times as quoted strings") from None
-        return args
-
-
-class LimitsConfig(_Strict):
-    calls_per_second: float = Field(default=5.0, gt=0, le=MAX_CALLS_PER_SECOND)
-    max_concurrency: int = Field(default=10, ge=1, le=1000)
-    max_attempts: int = Field(default=5, ge=1, le=100)
-    request_timeout_s: float = Field(default=30.0, gt=0, le=600)
-    max_retry_after_s: float = Field(default=120.0, gt=0)
-    max_consecutive_429: int = Field(default=20, ge=1)
-    breaker_window: int = Field(default=50, ge=1)
-    breaker_ratio: float = Field(default=0.8, gt=0, le=1)
-
-
-class OutputConfig(_Strict):
-    path: Path | None = Field(default=None, strict=False)
-    errors_path: Path | None = Field(default=None, strict=False)
-    checkpoint: Path | None = Field(default=None, strict=False)
-
-
-class NotifyConfig(_Strict):
-    """Where to post the run summary (a Slack-compatible incoming webhook, say)."""
-
-    url: str
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
-
-    @field_validator("url")
-    @classmethod
-    def _url_shape(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        if is_insecure_remote(value):
-            raise ValueError("must be https:// (plain http:// is only allowed to a loopback address)")
-        return value
-
-
-class CampaignFile(_Strict):
-    """The TOML document as written; paths not yet defaulted."""
-
-    api: ApiConfig
-    campaign: CampaignConfig
-    leads: LeadsConfig
-    tools: list[ToolConfig] = Field(default_factory=list)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    notify: NotifyConfig | None = None
-    calling_hours: CallingHours | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +85,14 @@ class Settings:
     @property
     def limits(self) -> LimitsConfig:
         return self.file.limits
+
+    @property
+    def outcomes(self) -> OutcomesConfig | None:
+        return self.file.outcomes
+
+    @property
+    def recycle(self) -> RecycleConfig | None:
+        return self.file.recycle
 
     def require_api_key(self) -> SecretStr:
         if self.api_key is None:
@@ -272,7 +130,7 @@ def load_settings(
     secrets: set[str] = set()
     unresolved: list[Problem] = []
     resolved = _resolve_env(document, environ, secrets, unresolved)
-    problems = list(dict.fromkeys(unresolved))
+    problems = list(dict.fromkeys(unresolved)) + _secrets_written_in_the_file(document)
 
     if environ.get(BASE_URL_ENV) and isinstance(resolved.get("api"), dict):
         resolved["api"]["base_url"] = environ[BASE_URL_ENV]
@@ -283,7 +141,7 @@ def load_settings(
     try:
         parsed = CampaignFile.model_validate(resolved)
     except ValidationError as exc:
-        # A key whose ${env:} was missing is already explained; its empty value's error is noise.
+        # A key whose ${env:} was missing (or whose secret sits in the file) is already explained.
         explained = {problem.key for problem in problems}
         # The user typed a flag, not the key: say so.
         flags = {f"limits.{name}": "--" + name.replace("_", "-") for name in overrides}
@@ -323,18 +181,22 @@ def load_settings(
     )
 
 
-def is_insecure_remote(url: str) -> bool:
-    """True for plain http:// to anything but a loopback address."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
+# Keys that hold a secret: their value must come from the environment, never sit in the file.
+SECRET_KEYS = (("outcomes", "token"),)
+
+
+def _secrets_written_in_the_file(document: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    for table, key in SECRET_KEYS:
+        value = document.get(table, {}).get(key) if isinstance(document.get(table), dict) else None
+        if isinstance(value, str) and not _ENV_REF.fullmatch(value.strip()):
+            problems.append(
+                Problem(
+                    f"{table}.{key}",
+                    'is a secret: write it as "${env:NAME}" and export NAME, so it is never on disk',
+                )
+            )
+    return problems
 
 
 def _resolve_env(

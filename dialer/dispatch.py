@@ -25,10 +25,9 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from dialer import logs
-from dialer.checkpoint import Claim, Result
+from dialer.checkpoint import Claim, Result, RunWriter
 from dialer.client import Action, Answer, Outcome, classify
 from dialer.errors import CheckpointWriteFailed
-from dialer.group_commit import GroupCommitWriter
 from dialer.lead_state import ClaimRefused, Status
 from dialer.limiter import RateLimiter
 
@@ -117,7 +116,7 @@ class Dispatcher:
     def __init__(
         self,
         sender: Sender,
-        writer: GroupCommitWriter,
+        writer: RunWriter,
         limiter: RateLimiter,
         options: DispatchOptions,
         *,
@@ -236,7 +235,9 @@ class Dispatcher:
                 return _OUTSIDE_HOURS
             if not claimed:
                 try:
-                    await self._writer.claim(Claim(lead.key, lead.phone, lead.body.get("referenceId")))
+                    await self._writer.claim(
+                        Claim(lead.key, lead.phone, lead.body.get("referenceId"), lead.recycle_of_calls)
+                    )
                 except ClaimRefused as exc:  # settled meanwhile (another run, a duplicate): skip it
                     self._on_event("claim_refused", row=lead.row, error=str(exc))
                     return _NOT_CLAIMED
@@ -334,7 +335,11 @@ class Dispatcher:
             error = f"{error or outcome.message}; an earlier attempt may have placed the call"
         if error is not None:
             error = logs.redact(error)  # a server may echo a secret (an id from ${env:}) back
-        result = Result(lead.key, status, attempts, outcome.call_id, error, outcome.http_status)
+        if status is Status.PENDING and lead.recycle_of_calls is not None:
+            # a call again that never left: the lead is as it was, placed, its calls uncounted
+            result = Result(lead.key, Status.PLACED, attempts, released=True)
+        else:
+            result = Result(lead.key, status, attempts, outcome.call_id, error, outcome.http_status)
         try:
             await self._writer.record(result)
         except CheckpointWriteFailed as exc:

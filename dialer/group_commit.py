@@ -1,7 +1,9 @@
-"""Group commit: every claim and result queued at one moment goes into one transaction.
+"""Group commit: every write queued at one moment goes into one transaction, off the event loop.
 
 The event loop never touches SQLite: it queues an operation and awaits a future, and one thread
-commits whatever is queued, so one fsync serves many calls.
+commits whatever is queued, so one fsync serves many calls (or many received outcomes). A
+future resolves only after its transaction is committed: what the caller then says ("placed",
+a 200 to a webhook sender) is on disk.
 """
 
 from __future__ import annotations
@@ -13,55 +15,34 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dialer.errors import CheckpointWriteFailed
 from dialer.lead_state import IllegalMove
 
-if TYPE_CHECKING:
-    from dialer.checkpoint import Claim, Result
-
 _MAX_BATCH = 5000
 
-ApplyClaim = Callable[[sqlite3.Connection, "Claim"], None]
-ApplyResult = Callable[[sqlite3.Connection, "Result"], None]
+Apply = Callable[[sqlite3.Connection], None]
 
 
 @dataclass
 class _Op:
-    claim: Claim | None
-    result: Result | None
+    apply: Apply
     future: asyncio.Future[None]
 
 
 class GroupCommitWriter:
-    """Commits every claim and result queued at that moment in one transaction, off the loop."""
-
-    def __init__(
-        self,
-        db: sqlite3.Connection,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        apply_claim: ApplyClaim,
-        apply_result: ApplyResult,
-        where: str,
-    ) -> None:
+    def __init__(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop, *, where: str) -> None:
         self._db = db
         self._loop = loop
-        self._apply_claim = apply_claim
-        self._apply_result = apply_result
         self._where = where  # the checkpoint's path, for messages
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="checkpoint-writer", daemon=True)
         self._thread.start()
 
-    def claim(self, claim: Claim) -> asyncio.Future[None]:
-        return self._submit(_Op(claim, None, self._loop.create_future()))
-
-    def record(self, result: Result) -> asyncio.Future[None]:
-        return self._submit(_Op(None, result, self._loop.create_future()))
-
-    def _submit(self, op: _Op) -> asyncio.Future[None]:
+    def submit(self, apply: Apply) -> asyncio.Future[None]:
+        """Queue one change; the future fails with IllegalMove (that change refused, the rest
+        committed) or CheckpointWriteFailed (nothing of its batch was written)."""
+        op = _Op(apply, self._loop.create_future())
         self._queue.put(op)
         return op.future
 
@@ -93,10 +74,7 @@ class GroupCommitWriter:
             self._db.execute("BEGIN IMMEDIATE")
             for op in batch:
                 try:
-                    if op.claim is not None:
-                        self._apply_claim(self._db, op.claim)
-                    elif op.result is not None:
-                        self._apply_result(self._db, op.result)
+                    op.apply(self._db)
                     outcomes.append(None)
                 except IllegalMove as exc:  # nothing was changed by the refused statement
                     outcomes.append(exc)

@@ -4,6 +4,11 @@
        ^                   │
        └──── not sent ─────┘      failed  ──claim (--retry-failed)──>  in_flight
                                   unknown ──claim (--redial-unknown)──> in_flight
+                                  placed  ──recycle──> in_flight ──not sent──> placed
+
+The recycle move is the only conditional one: a placed lead is dialed again only when
+[recycle] names the outcome received for its last call (never without an outcome, never from
+`unknown`), and only while its call count is the one the decision was made on.
 
 A lead is written `in_flight` durably before its request leaves, so a crash can only leave it
 `in_flight`, which the next run turns into `unknown` (it may have rung). The checkpoint asks
@@ -52,6 +57,8 @@ LEGAL_MOVES: Mapping[Status, frozenset[Status]] = {
     Status.UNKNOWN: frozenset({Status.IN_FLIGHT}),  # only with --redial-unknown (asks first)
     Status.PLACED: frozenset(),
 }
+# The one move allowed only as a recycle (see the module docstring).
+RECYCLE_MOVE = (Status.PLACED, Status.IN_FLIGHT)
 # A lead in one of these has had its turn: a run does not claim it unless told to.
 SETTLED = frozenset({Status.PLACED, Status.FAILED, Status.UNKNOWN})
 
@@ -64,13 +71,16 @@ class ClaimRefused(IllegalMove):
     """The lead is no longer claimable (another run or an earlier attempt settled it): skip it."""
 
 
-def is_legal(current: Status | None, new: Status) -> bool:
+def is_legal(current: Status | None, new: Status, *, recycle: bool = False) -> bool:
+    if recycle:
+        return (current, new) == RECYCLE_MOVE
     return new in LEGAL_MOVES[current or Status.PENDING]
 
 
-def check_move(current: Status | None, new: Status) -> None:
-    if not is_legal(current, new):
-        raise IllegalMove(f"a lead cannot go from {current or Status.PENDING} to {new}")
+def check_move(current: Status | None, new: Status, *, recycle: bool = False) -> None:
+    if not is_legal(current, new, recycle=recycle):
+        how = " by a recycle" if recycle else ""
+        raise IllegalMove(f"a lead cannot go from {current or Status.PENDING} to {new}{how}")
 
 
 def claimable_from(allowed: Iterable[Status]) -> frozenset[Status]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dialer.config import LeadsConfig
+from dialer.config_schema import LeadsConfig
 from dialer.errors import LeadsError
 from dialer.lead_state import RowStatus
 from dialer.phones import normalise_column
@@ -27,7 +27,8 @@ LOOKUP = "__dialer_lookup"  # the key a row would have if valid: finds its earli
 PRE_STATUS = "__dialer_pre_status"
 REASON = "__dialer_reason"
 DUPLICATE_OF = "__dialer_duplicate_of"  # the first row with the same key, for a duplicate
-INTERNAL = (ROW, PHONE, REGION, KEY, LOOKUP, PRE_STATUS, REASON, DUPLICATE_OF)
+RECYCLE_OF_CALLS = "__dialer_recycle_of_calls"  # set on a lead due to be called again
+INTERNAL = (ROW, PHONE, REGION, KEY, LOOKUP, PRE_STATUS, REASON, DUPLICATE_OF, RECYCLE_OF_CALLS)
 
 # A phone cell this long is no typo: the file is broken (an unbalanced quote swallows the rows
 # after it into one cell), so the whole list is refused rather than silently shortened.

@@ -15,9 +15,10 @@ from typing import Any
 import polars as pl
 
 from dialer import jsontree
-from dialer.config import Settings, ToolConfig
+from dialer.config import Settings
+from dialer.config_schema import OutcomesConfig, ToolConfig
 from dialer.errors import ConfigError
-from dialer.leads import KEY, PHONE, ROW
+from dialer.leads import KEY, PHONE, RECYCLE_OF_CALLS, ROW
 
 _TEMPLATE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
@@ -31,6 +32,7 @@ class LeadRequest:
     phone: str
     body: dict[str, Any]
     timezone: str | None = None  # the lead's own IANA zone, when the list has a column for it
+    recycle_of_calls: int | None = None  # a call again ([recycle]) of a lead with this many calls
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class RequestSpec:
             }
             for t in sorted(settings.file.tools, key=_tool_order)
         ]
+        if settings.outcomes is not None:
+            tools.append(outcomes_tool(settings.outcomes, after=tools))
         used = list(dict.fromkeys(c for tool in tools for c in _template_columns(tool["args"])))
         missing = [c for c in used if c not in columns]
         if missing:
@@ -151,6 +155,24 @@ class RequestSpec:
         return body
 
 
+def outcomes_tool(outcomes: OutcomesConfig, after: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The webhook tool that brings each call's outcome back to `dialer collect`, run last.
+
+    No filters: every call must come back, or a lead would wait for its outcome forever.
+    """
+    last = max((int(tool["execution_order"]) for tool in after), default=-1)
+    return {
+        "tool_type": "webhook",
+        "execution_order": last + 1,
+        "args": {
+            "webhook_url": outcomes.public_url,
+            "method": "POST",
+            "headers": {"Authorization": f"Bearer {outcomes.token}"},
+            "timeout": 30,
+        },
+    }
+
+
 def _tool_order(tool: ToolConfig) -> int:
     return tool.execution_order
 
@@ -158,8 +180,12 @@ def _tool_order(tool: ToolConfig) -> int:
 def iter_requests(frame: pl.DataFrame, spec: RequestSpec, slice_size: int = 2000) -> Iterator[LeadRequest]:
     """Yield request bodies a slice at a time, in input order."""
     columns = spec.needed_columns()
+    recycling = RECYCLE_OF_CALLS in frame.columns
+    if recycling:
+        columns.append(RECYCLE_OF_CALLS)
     for offset in range(0, frame.height, slice_size):
         chunk = frame.slice(offset, slice_size).select(columns)
         for row in chunk.iter_rows(named=True):
             zone = row[spec.timezone_column] if spec.timezone_column else None
-            yield LeadRequest(row[KEY], row[ROW], row[PHONE], spec.body(row), zone)
+            recycle = row[RECYCLE_OF_CALLS] if recycling else None
+            yield LeadRequest(row[KEY], row[ROW], row[PHONE], spec.body(row), zone, recycle)
