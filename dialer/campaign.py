@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +27,10 @@ from dialer.checkpoint_files import purge_targets
 from dialer.client import KyzoClient, Outcome
 from dialer.config import Settings
 from dialer.dispatch import Dispatcher, DispatchOptions, DispatchReport, StopReason
-from dialer.errors import OutputError, ResultsNotWritten
+from dialer.errors import OutputError, ResultsNotWritten, UserError
 from dialer.exits import ExitCode
 from dialer.export import build_results, errors_only, status_counts
-from dialer.gate import CallingGate, calling_gate
+from dialer.gate import CallingGate, calling_gate, utc_now
 from dialer.lead_files import file_fingerprint
 from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus, Status, claimable_from
 from dialer.leads import LeadTable
@@ -37,10 +38,11 @@ from dialer.limiter import RateLimiter
 from dialer.notify import notify
 from dialer.outputs import check_outputs, write_atomic
 from dialer.progress import Progress
+from dialer.receiver import bind, serving
 from dialer.request_bodies import LeadRequest, RequestSpec, iter_requests
 from dialer.run_checkpoint import open_for_run
 from dialer.run_lock import RunLock
-from dialer.selection import existing_states, leads_to_dial, load_table
+from dialer.selection import Record, existing_record, leads_to_dial, load_table, outcome_view
 from dialer.signals import stop_on_signals
 from dialer.summary import RunSummary
 
@@ -57,6 +59,11 @@ class RunOptions:
     resume_command: str = "dialer run"  # what to type to go on: the same, without --limit
     ignore_calling_hours: bool = False
     clock: Callable[[], datetime] | None = None  # injected in tests; UTC wall clock otherwise
+    collect: bool = False  # receive outcomes during the run (the receiver of `dialer collect`)
+    wait_outcomes_s: float | None = None  # after the last call, wait this long for outcomes
+
+    def now(self) -> datetime:
+        return (self.clock or utc_now)()
 
     @property
     def claimable(self) -> frozenset[Status]:
@@ -82,12 +89,13 @@ def run_campaign(
         api_key = None if options.dry_run else settings.require_api_key()
         ensure_locked()  # a dry run never rewrites the files of a live run either
         if api_key is None:
-            return _dry_run(settings, table, spec)
-        checkpoint = open_for_run(settings, new_campaign=options.new_campaign)
-        try:
-            summary = _run_with_checkpoint(settings, options, checkpoint, table, spec, transport)
-        finally:
-            checkpoint.close()
+            return _dry_run(settings, table, spec, options)
+        with ExitStack() as stack:
+            # bound before any call: a port already taken is exit 2 with nothing sent
+            listening = stack.enter_context(_receiver_socket(settings)) if options.collect else None
+            checkpoint = open_for_run(settings, new_campaign=options.new_campaign)
+            stack.callback(checkpoint.close)
+            summary = _run_with_checkpoint(settings, options, checkpoint, table, spec, transport, listening)
     logs.get_logger().info("run_end", **summary.as_dict(), next_window=summary.next_window)
     if settings.file.notify is not None:
         notify(settings.file.notify.url, summary, timeout_s=settings.file.notify.timeout_s)
@@ -100,7 +108,7 @@ def export_campaign(settings: Settings) -> RunSummary:
         table = load_table(settings)
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
         ensure_locked()
-        counts = write_outputs(settings, table, existing_states(settings.checkpoint_path))
+        counts = write_outputs(settings, table, existing_record(settings.checkpoint_path), utc_now())
     return RunSummary.of(settings, ExitCode.OK, counts)
 
 
@@ -110,19 +118,25 @@ def campaign_files(settings: Settings) -> list[Path]:
     return purge_targets(settings.checkpoint_path, [settings.results_path, settings.errors_path], inputs)
 
 
-def write_outputs(settings: Settings, table: LeadTable, states: pl.DataFrame) -> dict[str, int]:
+def write_outputs(settings: Settings, table: LeadTable, record: Record, now: datetime) -> dict[str, int]:
     """The results and errors files, each written atomically; returns the counts per status."""
-    results = build_results(table, states)
+    view = outcome_view(settings, record, now)
+    results = build_results(table, record.states, view.columns() if view else None)
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
     return status_counts(results)
 
 
-def exit_code_for(counts: dict[str, int], report: DispatchReport) -> ExitCode:
-    """The first of 3, 4, 1, 0 that applies (5 and 2 never get this far)."""
+def exit_code_for(
+    counts: dict[str, int], report: DispatchReport, *, recycle_waiting: bool = False
+) -> ExitCode:
+    """The first of 3, 4, 1, 0 that applies (5 and 2 never get this far).
+
+    Leads due to be called again (now or later) keep a campaign unfinished, as pending ones do.
+    """
     if report.stop_reason is StopReason.API:
         return ExitCode.API
-    if counts.get(RowStatus.PENDING, 0) > 0:
+    if counts.get(RowStatus.PENDING, 0) > 0 or recycle_waiting:
         return ExitCode.STOPPED
     if any(counts.get(status, 0) for status in ERROR_ROW_STATUSES):
         return ExitCode.INCOMPLETE
@@ -156,6 +170,7 @@ def _run_with_checkpoint(
     table: LeadTable,
     spec: RequestSpec,
     transport: httpx.AsyncBaseTransport | None,
+    listening: socket.socket | None,
 ) -> RunSummary:
     log = logs.get_logger()
     recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
@@ -164,27 +179,31 @@ def _run_with_checkpoint(
     run_id = checkpoint.start_run(
         options.command, settings.fingerprint, file_fingerprint(settings.leads_path)
     )
-    states = checkpoint.states()
-    todo = leads_to_dial(table, states, options.claimable)
+    record = Record.read(checkpoint)
+    view = outcome_view(settings, record, options.now())
+    due = view.recycle.due_now if view is not None and view.recycle is not None else None
+    todo = leads_to_dial(table, record.states, options.claimable, due)
     log.info(
         "run_start",
         campaign=settings.campaign.name,
         rows=table.rows,
         to_dial=todo.height,
+        to_dial_again=0 if due is None else due.height,
         calls_per_second=settings.limits.calls_per_second,
         max_concurrency=settings.limits.max_concurrency,
     )
     report = DispatchReport()
     gate = calling_gate(settings, ignore=options.ignore_calling_hours, clock=options.clock)
-    if todo.height:
+    if todo.height or options.wait_outcomes_s:
         # Long-lived objects (libraries, the lead table's wrappers) go out of the
         # collector's reach: a full collection mid-run would stall sends for tens of ms.
         gc.collect()
         gc.freeze()
-        report = asyncio.run(_dispatch(settings, options, checkpoint, run_id, todo, spec, gate, transport))
-        states = checkpoint.states()  # (with nothing dispatched, what was read before holds)
+        session = _dispatch(settings, options, checkpoint, run_id, todo, spec, gate, transport, listening)
+        report = asyncio.run(session)
+        record = Record.read(checkpoint)  # (with nothing dispatched, what was read before holds)
     try:
-        summary = _finish(settings, table, states, report, options, gate)
+        summary = _finish(settings, table, record, report, options, gate)
     except OutputError as exc:
         if report.sent == 0:
             checkpoint.end_run(run_id, ExitCode.USAGE, {})
@@ -200,6 +219,17 @@ def _run_with_checkpoint(
     return summary
 
 
+@contextmanager
+def _receiver_socket(settings: Settings) -> Iterator[socket.socket]:
+    if settings.outcomes is None:
+        raise UserError(f"{settings.source}: --collect needs an [outcomes] table in the config")
+    sock = bind(settings.outcomes.listen)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
 async def _dispatch(
     settings: Settings,
     options: RunOptions,
@@ -209,6 +239,7 @@ async def _dispatch(
     spec: RequestSpec,
     gate: CallingGate | None,
     transport: httpx.AsyncBaseTransport | None,
+    listening: socket.socket | None,
 ) -> DispatchReport:
     log = logs.get_logger()
     limits = settings.limits
@@ -236,7 +267,9 @@ async def _dispatch(
         log.info("pace_change", change=event, calls_per_second=round(rate, 3))
 
     client = KyzoClient.for_settings(settings, settings.require_api_key(), transport=transport)
-    async with client:
+    async with client, AsyncExitStack() as receiving:
+        if listening is not None:
+            await receiving.enter_async_context(serving(settings, listening))
         dispatcher: Dispatcher
 
         async def interruptible_sleep(delay: float) -> None:
@@ -255,10 +288,24 @@ async def _dispatch(
         try:
             with stop_on_signals(loop, dispatcher):
                 report = await dispatcher.run(iter_requests(todo, spec))
+                if options.wait_outcomes_s:
+                    await _wait_for_outcomes(checkpoint, options.wait_outcomes_s, dispatcher)
         finally:
             await writer.aclose()
             progress.close()
     return report
+
+
+async def _wait_for_outcomes(checkpoint: Checkpoint, seconds: float, dispatcher: Dispatcher) -> None:
+    """Until every placed lead has an outcome, the time is up, or a signal says stop."""
+    log = logs.get_logger()
+    deadline = asyncio.get_running_loop().time() + seconds
+    waiting = await asyncio.to_thread(checkpoint.awaiting_outcomes)
+    log.info("waiting_for_outcomes", leads=waiting, for_s=seconds)
+    while waiting and not dispatcher.stopping and asyncio.get_running_loop().time() < deadline:
+        await dispatcher.sleep(1.0)
+        waiting = await asyncio.to_thread(checkpoint.awaiting_outcomes)
+    log.info("outcomes_wait_over", still_awaiting=waiting)
 
 
 _WARNING_EVENTS = frozenset({"stopping", "record_failed", "claim_refused", "claim_failed"})
@@ -267,13 +314,15 @@ _WARNING_EVENTS = frozenset({"stopping", "record_failed", "claim_refused", "clai
 def _finish(
     settings: Settings,
     table: LeadTable,
-    states: pl.DataFrame,
+    record: Record,
     report: DispatchReport,
     options: RunOptions,
     gate: CallingGate | None,
 ) -> RunSummary:
-    counts = write_outputs(settings, table, states)
-    code = exit_code_for(counts, report)
+    now = options.now()
+    counts = write_outputs(settings, table, record, now)
+    recycling = _recycling(settings, record, now)
+    code = exit_code_for(counts, report, recycle_waiting=recycling is not None)
     return RunSummary.of(
         settings,
         code,
@@ -281,18 +330,33 @@ def _finish(
         report=report,
         resume_command=options.resume_command if code is ExitCode.STOPPED else "",
         next_window=gate.next_open_text if gate is not None and report.outside_hours else None,
+        next_recycle=recycling,
     )
 
 
-def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec) -> RunSummary:
-    states = existing_states(settings.checkpoint_path)
-    todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
+def _recycling(settings: Settings, record: Record, now: datetime) -> str | None:
+    """ "12 leads, next due 2026-12-01 09:30 UTC" while leads wait to be called again."""
+    view = outcome_view(settings, record, now)
+    plan = view.recycle if view is not None else None
+    if plan is None or not (plan.due_now.height or plan.due_later):
+        return None
+    waiting = plan.due_now.height + plan.due_later
+    when = "now" if plan.due_now.height or plan.next_due is None else f"{plan.next_due:%Y-%m-%d %H:%M} UTC"
+    return f"{waiting} leads to call again, next due {when}"
+
+
+def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec, options: RunOptions) -> RunSummary:
+    record = existing_record(settings.checkpoint_path)
+    now = options.now()
+    view = outcome_view(settings, record, now)
+    due = view.recycle.due_now if view is not None and view.recycle is not None else None
+    todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due)
     built = sum(1 for _ in iter_requests(todo, spec))
-    counts = write_outputs(settings, table, states)
+    counts = write_outputs(settings, table, record, now)
     report = DispatchReport()
     return RunSummary.of(
         settings,
-        exit_code_for(counts, report),
+        exit_code_for(counts, report, recycle_waiting=_recycling(settings, record, now) is not None),
         counts,
         checkpoint_path=None,
         report=report,

@@ -21,11 +21,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from dialer import checkpoint_schema
+from dialer import checkpoint_schema, outcome_store
 from dialer.checkpoint_schema import SCHEMA_VERSION, upgrade, verify_ours
 from dialer.errors import CheckpointError, CheckpointWriteFailed
 from dialer.group_commit import GroupCommitWriter
 from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from
+from dialer.outcomes import Delivery
 from dialer.timestamps import utc_now
 
 _FETCH_ROWS = 100_000  # rows turned into Python tuples at a time when reading states
@@ -210,6 +211,25 @@ class Checkpoint:
     @staticmethod
     def empty_states() -> pl.DataFrame:
         return pl.DataFrame(schema=STATE_SCHEMA)
+
+    def calls(self) -> pl.DataFrame:
+        """Every call of every lead (a lead called again has several), oldest first."""
+        return outcome_store.read_calls(self._db)
+
+    def payloads(self) -> pl.DataFrame:
+        """Every outcome payload received, as kept (canonical JSON), in arrival order."""
+        return outcome_store.read_payloads(self._db)
+
+    def awaiting_outcomes(self) -> int:
+        return outcome_store.awaiting(self._db)
+
+    def knows(self, delivery: Delivery) -> bool:
+        """Does an outcome payload name one of this campaign's calls or referenceIds?"""
+        return outcome_store.matches_a_lead(self._db, delivery)
+
+    def commits(self, loop: asyncio.AbstractEventLoop) -> GroupCommitWriter:
+        """A group-commit writer on this checkpoint, for changes other than a run's (outcomes)."""
+        return GroupCommitWriter(self._db, loop, where=str(self.path))
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, count(*) FROM leads GROUP BY status").fetchall())

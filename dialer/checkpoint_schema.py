@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS payloads (
     reference_id TEXT,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS payloads_by_call_id ON payloads(call_id);
+CREATE INDEX IF NOT EXISTS payloads_by_reference_id ON payloads(reference_id);
 """
 
 _UPGRADE_FROM_1 = """

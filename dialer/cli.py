@@ -159,6 +159,17 @@ def run(
             "--ignore-calling-hours", help="Dial outside the calling_hours window (for tests only)."
         ),
     ] = False,
+    collect_outcomes: Annotated[
+        bool, typer.Option("--collect", help="Receive call outcomes during the run (see dialer collect).")
+    ] = False,
+    wait_outcomes: Annotated[
+        str | None,
+        typer.Option(
+            "--wait-outcomes",
+            metavar="DURATION",
+            help='After the last call, wait for the outcome of every placed lead, at most this long ("10m").',
+        ),
+    ] = None,
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
     from dialer.campaign import RunOptions, run_campaign
@@ -196,6 +207,8 @@ def run(
             command=shlex.join(limited),
             resume_command=shlex.join(argv),
             ignore_calling_hours=ignore_calling_hours,
+            collect=collect_outcomes,
+            wait_outcomes_s=_duration(wait_outcomes, "--wait-outcomes") if wait_outcomes else None,
         )
         try:
             summary = run_campaign(settings, options)
@@ -347,6 +360,56 @@ def _list_account(config: Path, what: Literal["agents", "campaigns"], as_json: b
     raise typer.Exit(_guarded(body))
 
 
+@app.command()
+def collect(
+    config: ConfigArg,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", metavar="HOST:PORT", help="Where to listen; overrides outcomes.listen."),
+    ] = None,
+    checkpoint: CheckpointOpt = None,
+) -> None:
+    """Receive call outcomes from Kyzo's webhook tool into the checkpoint; runs until SIGTERM."""
+    from dialer.receiver import collect as receive
+
+    def body() -> int:
+        settings = _settings(config, checkpoint_path=checkpoint)
+        if listen is not None:
+            _listen_address(listen)
+        outcomes = settings.outcomes
+        path = outcomes.path if outcomes is not None else "/"
+
+        def ready(url: str) -> None:
+            typer.echo(f"collecting outcomes on {url}{path} (checkpoint {settings.checkpoint_path})")
+            sys.stdout.flush()
+            logs.get_logger().info("collect_listening", url=url, path=path)
+
+        stored = receive(settings, listen, ready)
+        typer.echo(f"stopped; {stored} outcome payloads stored")
+        return ExitCode.OK
+
+    raise typer.Exit(_guarded(body))
+
+
+def _listen_address(value: str) -> None:
+    from dialer.config_schema import listen_address
+
+    try:
+        listen_address(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--listen") from None
+
+
+def _duration(value: str, flag: str) -> float:
+    from dialer.config_schema import parse_duration
+
+    try:
+        seconds: float = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+    return seconds
+
+
 @app.command("mock-server")
 def mock_server(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
@@ -387,8 +450,28 @@ def mock_server(
         ),
     ] = False,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    outcomes: Annotated[
+        bool, typer.Option("--outcomes", help="Post each call's outcome to its webhook tool, like Kyzo.")
+    ] = False,
+    call_seconds: Annotated[
+        float, typer.Option("--call-seconds", min=0, help="Average call length before its outcome is posted.")
+    ] = 3.0,
+    outcome_weights: Annotated[
+        str, typer.Option("--outcome-weights", help="Outcome statuses and their weights.")
+    ] = "completed=6,no-answer=2,voicemail=1,busy=1",
+    duplicate_rate: Annotated[
+        float,
+        typer.Option(
+            "--duplicate-rate", min=0, max=1, help="Share of outcome payloads sent twice or out of order."
+        ),
+    ] = 0.05,
+    silent_rate: Annotated[
+        float,
+        typer.Option("--silent-rate", min=0, max=1, help="Share of calls whose outcome is never posted."),
+    ] = 0.0,
 ) -> None:
     """Run the local Kyzo-compatible server used by the demo, the tests and the benchmarks."""
+    from dialer.mock_outcomes import OutcomeSettings, parse_weights
     from dialer.server import ServerSettings, serve
 
     try:
@@ -397,6 +480,13 @@ def mock_server(
         raise typer.BadParameter(
             "a comma-separated list of HTTP statuses", param_hint="--error-status"
         ) from None
+    try:
+        weights = parse_weights(outcome_weights)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--outcome-weights") from None
+    sender = OutcomeSettings(
+        call_seconds=call_seconds, weights=weights, duplicate_rate=duplicate_rate, silent_rate=silent_rate
+    )
     settings = ServerSettings(
         host=host,
         port=port,
@@ -415,6 +505,7 @@ def mock_server(
         error_statuses=statuses or (500,),
         error_after_place=error_after_place,
         seed=seed,
+        outcomes=sender if outcomes else None,
     )
 
     def ready(url: str) -> None:

@@ -14,13 +14,19 @@ ERROR = "dialer_error"
 HTTP_STATUS = "dialer_http_status"
 ATTEMPTS = "dialer_attempts"
 UPDATED_AT = "dialer_updated_at"
-OUTPUT_COLUMNS = (STATUS, CALL_ID, ERROR, HTTP_STATUS, ATTEMPTS, UPDATED_AT)
+CALLS = "dialer_calls"
+OUTPUT_COLUMNS = (STATUS, CALL_ID, ERROR, HTTP_STATUS, ATTEMPTS, UPDATED_AT, CALLS)
 
 
-def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
+def build_results(
+    table: LeadTable, states: pl.DataFrame, outcomes: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Join the input rows with the checkpoint; the verdict of this run's validation wins,
     except over a call already made: a row edited into a rejection or added to the
-    do-not-call list after its call keeps its status and callId (nothing is lost)."""
+    do-not-call list after its call keeps its status and callId (nothing is lost).
+
+    `outcomes` (with [outcomes]): per lead `key`, the outcome columns of its latest call.
+    """
     checkpoint = states.select(
         pl.col("key").alias("__ck_key"),
         pl.col("status").alias("__ck_status"),
@@ -29,10 +35,14 @@ def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
         pl.col("http_status").alias("__ck_http"),
         pl.col("attempts").alias("__ck_attempts"),
         pl.col("updated_at").alias("__ck_updated"),
+        pl.col("calls").alias("__ck_calls"),
     )
     joined = table.frame.join(
         checkpoint, left_on=LOOKUP, right_on="__ck_key", how="left", maintain_order="left"
     )
+    outcome_columns = [c for c in outcomes.columns if c != "key"] if outcomes is not None else []
+    if outcomes is not None:
+        joined = joined.join(outcomes, left_on=LOOKUP, right_on="key", how="left", maintain_order="left")
     pre = pl.col(PRE_STATUS).is_not_null()
     called = pl.col("__ck_status").is_in([Status.PLACED.value, Status.UNKNOWN.value, Status.IN_FLIGHT.value])
     # One row carries an earlier call: the valid row with that key if there is one, else the
@@ -64,7 +74,7 @@ def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col(REASON))
         .otherwise(pl.col("__ck_error"))
     )
-    keep = [c for c in table.input_columns if c not in OUTPUT_COLUMNS]
+    keep = [c for c in table.input_columns if c not in (*OUTPUT_COLUMNS, *outcome_columns)]
     return joined.select(
         *keep,
         status.alias(STATUS),
@@ -73,6 +83,8 @@ def build_results(table: LeadTable, states: pl.DataFrame) -> pl.DataFrame:
         pl.when(in_checkpoint).then(pl.col("__ck_http")).alias(HTTP_STATUS),
         pl.when(in_checkpoint).then(pl.col("__ck_attempts")).otherwise(0).alias(ATTEMPTS),
         pl.when(in_checkpoint).then(pl.col("__ck_updated")).otherwise(pl.lit(utc_now())).alias(UPDATED_AT),
+        pl.when(in_checkpoint).then(pl.col("__ck_calls")).otherwise(0).alias(CALLS),
+        *(_inert(pl.when(in_checkpoint).then(pl.col(c))).alias(c) for c in outcome_columns),
     )
 
 

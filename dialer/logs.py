@@ -19,6 +19,7 @@ MIN_SECRET_CHARS = 4
 _PHONE_IN_TEXT = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164, as the dialer writes numbers
 _secrets: set[str] = set()
 _log_pii = False
+_level = logging.INFO
 
 
 def set_log_pii(enabled: bool) -> None:
@@ -97,6 +98,8 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Set up structlog once per process; `auto` picks console on a TTY and JSON otherwise."""
+    global _level  # noqa: PLW0603 - the level configure() set, for work done only to be logged
+    _level = logging.getLevelNamesMapping()[level.upper()]
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _is_tty(out))
     renderer: Any = (
@@ -124,6 +127,11 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def enabled_for(level: str) -> bool:
+    """Would a line at `level` be written? (Skip work done only for a line nobody sees.)"""
+    return logging.getLevelNamesMapping()[level.upper()] >= _level
 
 
 def get_logger() -> Any:

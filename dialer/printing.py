@@ -12,7 +12,7 @@ import typer
 from dialer import logs
 from dialer.gate import HoursReport
 from dialer.preflight import ValidationReport
-from dialer.status import StatusReport
+from dialer.status import OutcomeCounts, StatusReport
 from dialer.summary import RunSummary
 
 
@@ -38,6 +38,8 @@ def print_summary(summary: RunSummary) -> None:
         typer.echo(f"  checkpoint: {summary.checkpoint_path}")
     if summary.next_window:
         typer.echo(f"  next window opens {summary.next_window}")
+    if summary.next_recycle:
+        typer.echo(f"  recycling: {summary.next_recycle}")
     if summary.resume_command:
         typer.echo(f"  resume with: {summary.resume_command}")
 
@@ -76,6 +78,7 @@ def print_status(report: StatusReport) -> None:
         config_fp, input_fp = str(run["config_fingerprint"])[:12], str(run["input_fingerprint"])[:12]
         typer.echo(f"       config {config_fp}, input {input_fp}  ({run['command']})")
     print_hours(report.calling_hours)
+    print_outcomes(report.outcomes)
     if report.last_errors:
         typer.echo("  most common errors:")
         for item in report.last_errors:
@@ -91,3 +94,21 @@ def print_hours(hours: HoursReport | None) -> None:
     if hours.never_open:
         line += f"; {hours.never_open} never open (their zones' windows do not overlap)"
     typer.echo(line)
+
+
+def print_outcomes(outcomes: OutcomeCounts | None) -> None:
+    if outcomes is None:
+        return
+    received = "  ".join(f"{name} {count}" for name, count in outcomes.statuses.items()) or "none yet"
+    typer.echo(f"  outcomes: {received}")
+    line = f"    awaiting {outcomes.awaiting}, unmatched payloads {outcomes.unmatched}"
+    if outcomes.no_outcome:
+        line += f", no outcome after recycle.silent_after {outcomes.no_outcome}"
+    typer.echo(line)
+    recycle = outcomes.recycle
+    if recycle is not None:
+        when = f", next at {recycle.next_due}" if recycle.next_due and not recycle.due_now else ""
+        typer.echo(
+            f"    to call again: {recycle.due_now} due now, {recycle.due_later} later{when}; "
+            f"{recycle.exhausted} out of calls (recycle.max_calls)"
+        )

@@ -1,9 +1,10 @@
-"""Which rows of the list a run would dial: the list's own verdicts, minus what the checkpoint
-says is settled (never re-dialed unless an option says so)."""
+"""What a campaign stands at: the list's verdicts, what the checkpoint settled, the outcomes
+received, and from these, which leads a run would dial (first calls, then calls again)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from dialer.do_not_call import load_do_not_call
 from dialer.gate import reject_never_open, utc_now
 from dialer.lead_files import load_lead_list
 from dialer.lead_state import SETTLED, Status
-from dialer.leads import KEY, LeadTable, prepare
+from dialer.leads import KEY, RECYCLE_OF_CALLS, ROW, LeadTable, prepare
+from dialer.outcome_store import CALLS_SCHEMA, PAYLOADS_SCHEMA
+from dialer.outcomes import Reading, latest_calls, outcomes_of_calls
+from dialer.recycle import RecyclePlan, plan, with_silence
 
 
 def load_table(
@@ -31,13 +35,87 @@ def load_table(
     return table
 
 
-def leads_to_dial(table: LeadTable, states: pl.DataFrame, claimable: frozenset[Status]) -> pl.DataFrame:
-    """Dialable rows minus those the checkpoint says are settled (or in flight)."""
+@dataclass(frozen=True)
+class Record:
+    """What the checkpoint holds about a campaign, read at one moment."""
+
+    states: pl.DataFrame  # one row per lead ever claimed
+    calls: pl.DataFrame  # one row per call (a lead called again has several)
+    payloads: pl.DataFrame  # every outcome payload received
+
+    @classmethod
+    def empty(cls) -> Record:
+        return cls(
+            Checkpoint.empty_states(), pl.DataFrame(schema=CALLS_SCHEMA), pl.DataFrame(schema=PAYLOADS_SCHEMA)
+        )
+
+    @classmethod
+    def read(cls, checkpoint: Checkpoint) -> Record:
+        return cls(checkpoint.states(), checkpoint.calls(), checkpoint.payloads())
+
+
+def existing_record(path: Path) -> Record:
+    """The checkpoint's record, read-only; empty when the campaign has not run yet."""
+    if not path.exists():
+        return Record.empty()
+    checkpoint = Checkpoint.open_readonly(path)
+    try:
+        return Record.read(checkpoint)
+    finally:
+        checkpoint.close()
+
+
+@dataclass(frozen=True)
+class OutcomeView:
+    """Each lead's latest call and its outcome, the payloads that matched nothing, the recycling."""
+
+    reading: Reading
+    latest: pl.DataFrame  # key, call id/time/status, outcome columns (no-outcome applied)
+    unmatched: int
+    recycle: RecyclePlan | None
+
+    def columns(self) -> pl.DataFrame:
+        """Per lead key, the outcome columns the results file shows."""
+        return self.latest.select("key", *self.reading.columns)
+
+
+def outcome_view(settings: Settings, record: Record, now: datetime) -> OutcomeView | None:
+    """None for a campaign without [outcomes]."""
+    if settings.outcomes is None:
+        return None
+    reading = Reading.of(settings.outcomes)
+    leads = record.states.select("key", "reference_id")
+    found = outcomes_of_calls(record.payloads, record.calls, leads, reading)
+    latest = with_silence(latest_calls(found.calls), settings.recycle, now)
+    recycling = plan(latest, record.states, settings.recycle, now) if settings.recycle else None
+    return OutcomeView(reading, latest, found.unmatched, recycling)
+
+
+def leads_to_dial(
+    table: LeadTable, states: pl.DataFrame, claimable: frozenset[Status], due: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Dialable rows not yet settled (first calls), then those due to be called again.
+
+    `due` (key, calls) comes from the recycling plan; those rows carry RECYCLE_OF_CALLS, the
+    call count the claim will insist on, so a lead called meanwhile is not called twice.
+    """
     settled_statuses = [s.value for s in (SETTLED - claimable)] + [Status.IN_FLIGHT.value]
     settled = states.filter(pl.col("status").is_in(settled_statuses))
-    return table.dialable().join(
+    dialable = table.dialable()
+    first = dialable.join(
         settled.select("key"), left_on=KEY, right_on="key", how="anti", maintain_order="left"
     )
+    if due is None or due.is_empty():
+        return first
+    again = dialable.join(
+        due.select(pl.col("key"), pl.col("calls").alias(RECYCLE_OF_CALLS)),
+        left_on=KEY,
+        right_on="key",
+        how="inner",
+        maintain_order="left",
+    )
+    first = first.with_columns(pl.lit(None, dtype=again[RECYCLE_OF_CALLS].dtype).alias(RECYCLE_OF_CALLS))
+    return pl.concat([first, again]).sort(ROW)
 
 
 def existing_states(path: Path) -> pl.DataFrame:

@@ -15,7 +15,6 @@ import gc
 import json
 import math
 import random
-import re
 import secrets
 import signal
 import socket
@@ -37,10 +36,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # [0-9], not \d: \d also matches non-ASCII digits
-_FIELDS = frozenset({"fromPhoneNumberId", "phoneNumber", "email", "agentParams", "referenceId", "tools"})
-_TOOL_FIELDS = frozenset({"tool_type", "execution_order", "args"})
-_TOOL_TYPES = ("sentiment", "custom_field_extraction", "email", "whatsapp", "calendar", "webhook")
+from dialer.mock_contract import validate_body
+from dialer.mock_outcomes import OutcomeSender, OutcomeSettings
+
 _DROP_MESSAGE = "kyzo.mock.drop"  # private ASGI message: Starlette's middleware passes it through
 _WINDOW = 1.0  # seconds of the sliding rate-limit window
 _OnReady = Callable[[str], None] | None
@@ -67,6 +65,7 @@ class ServerSettings:
     error_statuses: tuple[int, ...] = (500,)
     error_after_place: bool = False  # injected 5xx (not 429/503) comes after the call was placed
     seed: int | None = None
+    outcomes: OutcomeSettings | None = None  # post each call's outcome to its webhook tool
 
     def __post_init__(self) -> None:
         """Fail at construction rather than with a confusing answer in the middle of a run."""
@@ -82,71 +81,6 @@ class ServerSettings:
                 raise ValueError(f"{name} must be within 0..1, got {getattr(self, name)}")
         if not self.error_statuses or any(not 400 <= s <= 599 for s in self.error_statuses):
             raise ValueError(f"error_statuses must be 4xx/5xx codes, got {self.error_statuses}")
-
-
-def _json_type(value: object) -> str:
-    """JSON name of a decoded value, for error messages a client author understands."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _validate_tools(tools: object) -> str | None:
-    """First problem in `tools`, or None."""
-    if not isinstance(tools, list):
-        return f"tools: must be an array, got {_json_type(tools)}"
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            return f"{where}: must be an object, got {_json_type(tool)}"
-        if unknown := sorted(set(tool) - _TOOL_FIELDS):
-            return f"{where}: unknown field(s) {', '.join(unknown)}"
-        if missing := sorted(_TOOL_FIELDS - set(tool)):
-            return f"{where}: missing required field(s) {', '.join(missing)}"
-        kind = tool["tool_type"]
-        if not isinstance(kind, str) or kind not in _TOOL_TYPES:
-            return f"{where}.tool_type: unknown tool_type {kind!r}, expected one of {_TOOL_TYPES}"
-        order = tool["execution_order"]
-        if not isinstance(order, int) or isinstance(order, bool):
-            return f"{where}.execution_order: must be an integer, got {_json_type(order)}"
-        if not isinstance(tool["args"], dict):
-            return f"{where}.args: must be an object, got {_json_type(tool['args'])}"
-    return None
-
-
-def _validate_body(body: object, phone_number_ids: tuple[str, ...]) -> str | None:
-    """First problem with a placeCall body, or None.
-
-    Stricter than the contract strictly needs (unknown keys, nulls for optional fields are
-    refused) so that client bugs show up here instead of against the real API.
-    """
-    if not isinstance(body, dict):
-        return f"body must be a JSON object, got {_json_type(body)}"
-    if unknown := sorted(set(body) - _FIELDS):
-        return f"unknown field(s): {', '.join(unknown)}"
-    for name in ("fromPhoneNumberId", "phoneNumber"):
-        if name not in body:
-            return f"{name}: required field is missing"
-    for name in ("fromPhoneNumberId", "phoneNumber", "email", "referenceId"):
-        if name in body and not isinstance(body[name], str):
-            return f"{name}: must be a string, got {_json_type(body[name])}"
-    if body["fromPhoneNumberId"] not in phone_number_ids:
-        return f"unknown fromPhoneNumberId {body['fromPhoneNumberId']!r}: not a number of this account"
-    if not _E164.fullmatch(body["phoneNumber"]):
-        return f"phoneNumber: {body['phoneNumber']!r} is not E.164 (expected like +19999999999)"
-    params = body.get("agentParams", {})
-    if not isinstance(params, dict):
-        return f"agentParams: must be an object, got {_json_type(params)}"
-    for key, value in params.items():
-        if not isinstance(value, str):
-            return f"agentParams.{key}: values must be strings, got {_json_type(value)}"
-    return _validate_tools(body.get("tools", []))
 
 
 def max_in_window(stamps: Sequence[float], width: float) -> int:
@@ -236,6 +170,7 @@ class _MockState:
         self.status_counts: dict[str, int] = {}
         self.placed_mono: list[float] = []
         self.placed_wall: list[float] = []
+        self.sender = OutcomeSender(settings.outcomes, self.rng) if settings.outcomes else None
         self.ledger: IO[str] | None = None
         if settings.ledger is not None:
             settings.ledger.parent.mkdir(parents=True, exist_ok=True)
@@ -281,6 +216,10 @@ class _MockState:
     def _place(self, body: dict[str, Any], admitted: tuple[float, float], **flags: Any) -> str:
         """Record a placed call; its time is the admission time, the one the limiter counted."""
         call_id = secrets.token_hex(12)
+        if self.sender is not None:
+            # placed means it rings: its outcome follows, whatever the client hears of it
+            status = self.sender.draw_status()
+            flags["outcome"] = status if self.sender.schedule(body, call_id, status) else None
         mono, wall = admitted
         self.placed_mono.append(mono)
         self.placed_wall.append(wall)
@@ -317,7 +256,7 @@ class _MockState:
             body = json.loads(raw)
         except (ValueError, RecursionError):
             return self._error(400, "body is not valid JSON")
-        if (problem := _validate_body(body, s.phone_number_ids)) is not None:
+        if (problem := validate_body(body, s.phone_number_ids)) is not None:
             return self._error(400, problem)
         delay = s.latency_ms + (self.rng.uniform(0, s.latency_jitter_ms) if s.latency_jitter_ms else 0)
         if delay > 0:
@@ -357,6 +296,7 @@ class _MockState:
                 "status_counts": self.status_counts,
                 "accepted_per_second": per_second,
                 "max_accepted_in_any_1s_window": max_in_window(self.placed_mono, _WINDOW),
+                "outcomes": self.sender.counters.as_dict() if self.sender is not None else None,
             }
         )
 
@@ -385,7 +325,8 @@ def _build(settings: ServerSettings) -> tuple[Starlette, _MockState]:
 class _Server(uvicorn.Server):
     """uvicorn that announces its base URL, with the real port, as soon as it listens."""
 
-    def __init__(self, app: Starlette, settings: ServerSettings, on_ready: _OnReady) -> None:
+    def __init__(self, app: Starlette, state: _MockState, on_ready: _OnReady) -> None:
+        settings = state.settings
         # h11 is forced so the connection drop always runs on the protocol it was verified with.
         config = uvicorn.Config(
             app,
@@ -400,6 +341,12 @@ class _Server(uvicorn.Server):
         )
         super().__init__(config)
         self.on_ready = on_ready
+        self.state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.state.sender is not None:  # outcomes not yet posted die with the server
+            await self.state.sender.aclose()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -421,7 +368,7 @@ def serve(settings: ServerSettings, on_ready: Callable[[str], None] | None = Non
     # for tens of milliseconds, which bunches arrivals and spoils the server's pacing figures.
     gc.collect()
     gc.freeze()
-    server = _Server(app, settings, on_ready)
+    server = _Server(app, state, on_ready)
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -445,7 +392,7 @@ def serve_in_thread(settings: ServerSettings) -> Iterator[str]:
         urls.append(url)
         ready.set()
 
-    server = _Server(app, settings, announce)
+    server = _Server(app, state, announce)
     thread = threading.Thread(target=server.run, name="kyzo-mock-server", daemon=True)
     thread.start()
     try:

@@ -12,17 +12,63 @@ import polars as pl
 from dialer import logs
 from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
+from dialer.config_schema import NO_OUTCOME
 from dialer.errors import DialerError
 from dialer.export import build_results, status_counts
-from dialer.gate import HoursReport, calling_hours_report
+from dialer.gate import HoursReport, calling_hours_report, utc_now
 from dialer.lead_state import Status
-from dialer.selection import existing_states, leads_to_dial, load_table
+from dialer.outcomes import STATUS
+from dialer.selection import OutcomeView, Record, existing_states, leads_to_dial, load_table, outcome_view
+from dialer.timestamps import iso_utc
 
 
 @dataclass(frozen=True)
 class ErrorCount:
     error: str
     count: int
+
+
+@dataclass(frozen=True)
+class RecycleCounts:
+    due_now: int
+    due_later: int
+    exhausted: int  # named by [recycle] statuses, but out of calls (max_calls)
+    next_due: str | None
+
+
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """With [outcomes]: what each lead's latest call came to."""
+
+    statuses: dict[str, int]  # per outcome status received
+    awaiting: int  # placed, no outcome yet (it may still be ringing)
+    no_outcome: int  # placed, none for recycle.silent_after: counted apart, never as received
+    unmatched: int  # payloads that name no call of this campaign: kept, never dropped
+    recycle: RecycleCounts | None = None
+
+
+def outcome_counts(view: OutcomeView, states: pl.DataFrame) -> OutcomeCounts:
+    latest = view.latest.join(
+        states.select("key", pl.col("status").alias("lead_status")), on="key", how="left"
+    )
+    placed = pl.col("lead_status") == Status.PLACED.value
+    received = latest.filter(pl.col(STATUS).is_not_null() & (pl.col(STATUS) != NO_OUTCOME))
+    counted = received.group_by(STATUS).len().sort([STATUS])
+    plan = view.recycle
+    return OutcomeCounts(
+        statuses={name: int(n) for name, n in counted.iter_rows()},
+        awaiting=latest.filter(placed & pl.col(STATUS).is_null()).height,
+        no_outcome=latest.filter(pl.col(STATUS) == NO_OUTCOME).height,
+        unmatched=view.unmatched,
+        recycle=None
+        if plan is None
+        else RecycleCounts(
+            due_now=plan.due_now.height,
+            due_later=plan.due_later,
+            exhausted=plan.exhausted,
+            next_due=iso_utc(plan.next_due) if plan.next_due else None,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -34,6 +80,7 @@ class StatusReport:
     runs: list[dict[str, Any]]
     last_errors: list[ErrorCount] = field(default_factory=list)
     calling_hours: HoursReport | None = None
+    outcomes: OutcomeCounts | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,15 +90,17 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
     """Counts per status, the runs so far, the most common errors."""
     checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
-        states = checkpoint.states()
+        record = Record.read(checkpoint)
         runs = checkpoint.runs()
         meta = checkpoint.meta()
     finally:
         checkpoint.close()
+    states = record.states
+    view = outcome_view(settings, record, (clock or utc_now)())
     hours: HoursReport | None = None
     try:
         table = load_table(settings, clock=clock)
-        counts = status_counts(build_results(table, states))
+        counts = status_counts(build_results(table, states, view.columns() if view else None))
         hours = calling_hours_report(
             settings, leads_to_dial(table, states, frozenset({Status.PENDING})), clock
         )
@@ -74,6 +123,7 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
         runs=runs,
         last_errors=[ErrorCount(e, n) for e, n in errors.iter_rows()],
         calling_hours=hours,
+        outcomes=outcome_counts(view, states) if view is not None else None,
     )
 
 

@@ -24,6 +24,7 @@ class RunSummary:
     resume_command: str = ""
     notes: list[str] = field(default_factory=list)
     next_window: str | None = None
+    next_recycle: str | None = None  # "12 leads to call again, next due ..." while some wait
 
     @classmethod
     def of(cls, settings: Settings, exit_code: ExitCode, counts: dict[str, int], **extra: Any) -> RunSummary:
@@ -50,4 +51,5 @@ class RunSummary:
             "stop_message": self.report.stop_message,
             "results_path": str(self.results_path),
             "errors_path": str(self.errors_path),
+            "next_recycle": self.next_recycle,
         }
