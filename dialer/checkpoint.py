@@ -316,7 +316,10 @@ _RESULT_SQL = (
     "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
     " attempts = attempts + ?, updated_at = ?, calls = calls + ? WHERE key = ? AND status = 'in_flight'"
 )
-_RELEASE_SQL = "UPDATE leads SET status = ?, updated_at = ? WHERE key = ? AND status = 'in_flight'"
+# Only a call again is released to `placed`: a lead with calls behind it, whose claim never sent.
+_RELEASE_SQL = (
+    "UPDATE leads SET status = ?, updated_at = ? WHERE key = ? AND status = 'in_flight' AND calls > 0"
+)
 _CALL_SQL = (
     "INSERT INTO calls(key, call_id, placed_at, run_id, status)"
     " SELECT key, ?, ?, run_id, ? FROM leads WHERE key = ?"
@@ -348,6 +351,8 @@ def _apply_result(db: sqlite3.Connection, *, result: Result) -> None:
     check_move(Status.IN_FLIGHT, result.status)
     now = utc_now()
     if result.released:
+        if result.status is not Status.PLACED:
+            raise IllegalMove(f"lead {result.key!r}: only a call again is released, and back to placed")
         cursor = db.execute(_RELEASE_SQL, (result.status, now, result.key))
     else:
         called = result.status in _CALLED

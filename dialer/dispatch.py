@@ -2,7 +2,9 @@
 
 A lead moves pending -> in_flight (durable) -> placed | failed | unknown. It is released back
 to pending only when the request certainly never reached the server (stopped before sending,
-or an answer that proves nothing was placed: 401/403/404, 429, connect errors).
+or an answer that proves nothing was placed: 401/403/404, 429, connect errors); a lead that
+got only such answers `max_attempts` times ends `failed` ("gave up after N attempts").
+A bug in one worker stops them all: the leads in flight end `unknown`, then the error is raised.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dialer import logs
 from dialer.checkpoint import Claim, Result, RunWriter
 from dialer.client import Action, Answer, Outcome, classify
 from dialer.errors import CheckpointWriteFailed
-from dialer.lead_state import ClaimRefused, Status
+from dialer.lead_state import ClaimRefused, IllegalMove, Status
 from dialer.limiter import RateLimiter
 
 if TYPE_CHECKING:
@@ -201,10 +203,10 @@ class Dispatcher:
             for i in range(self._options.max_concurrency)
         ]
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._settle_abandoned()
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 raise result
-        await self._settle_abandoned()
         if not self._stopping and source.cut_short():
             self.stop(StopReason.LIMIT, f"--limit {self._options.limit} reached")
         self.report.finished = self._clock()
@@ -215,7 +217,11 @@ class Dispatcher:
             lead = source.next()
             if lead is None:
                 return
-            await self._handle(lead)
+            try:
+                await self._handle(lead)
+            except Exception:
+                self.abort()  # a bug: no worker may go on dialing the list behind it
+                raise
 
     async def _handle(self, lead: LeadRequest) -> None:
         attempts = 0
@@ -234,19 +240,23 @@ class Dispatcher:
             if not self._may_call(lead):
                 return _OUTSIDE_HOURS
             if not claimed:
+                # in flight from the moment the claim is queued: an abort while it commits must
+                # find the lead (and settle it unknown), not leave it in_flight in the checkpoint
+                self._in_flight[lead.key] = lead
                 try:
                     await self._writer.claim(
                         Claim(lead.key, lead.phone, lead.body.get("referenceId"), lead.recycle_of_calls)
                     )
                 except ClaimRefused as exc:  # settled meanwhile (another run, a duplicate): skip it
+                    self._in_flight.pop(lead.key, None)
                     self._on_event("claim_refused", row=lead.row, error=str(exc))
                     return _NOT_CLAIMED
                 except CheckpointWriteFailed as exc:
+                    self._in_flight.pop(lead.key, None)
                     self._on_event("claim_failed", row=lead.row, error=str(exc))
                     self.stop(StopReason.CHECKPOINT, str(exc))
                     return _NOT_CLAIMED
                 claimed = True
-                self._in_flight[lead.key] = lead
             await self._limiter.admit()
             if self._stopping:
                 return _NOT_SENT
@@ -383,7 +393,11 @@ class Dispatcher:
                 await self._writer.record(result)
             except CheckpointWriteFailed as exc:
                 self._on_event("record_failed", row=lead.row, error=str(exc))
-            self.report.outcomes[Status.UNKNOWN.value] += 1
+            except IllegalMove:
+                pass  # its claim never committed (refused, or lost with the batch): not in flight
+            else:
+                self.report.leads += 1
+                self.report.outcomes[Status.UNKNOWN.value] += 1
             self._in_flight.pop(lead.key, None)
 
 

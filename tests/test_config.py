@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from dialer.config import TOOL_TYPES, Settings, load_settings
+from dialer.config import Settings, load_settings
+from dialer.config_schema import TOOL_TYPES
 from dialer.errors import ConfigError
 
 BASE = """\

@@ -12,7 +12,7 @@ import typer
 from pydantic import BaseModel
 
 from dialer.cli import app
-from dialer.config import CampaignFile
+from dialer.config_schema import CampaignFile
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from campaign_builder import campaign_tables, write_campaign
 
-from dialer.config import LeadsConfig, Settings, load_settings
+from dialer.config import Settings, load_settings
+from dialer.config_schema import LeadsConfig
 from dialer.do_not_call import load_do_not_call
 from dialer.errors import ConfigError, LeadsError
 from dialer.lead_files import POLARS_NOT_UTF8, POLARS_RAGGED_ROW, _as_text, load_lead_list
