@@ -12,6 +12,7 @@ Scenarios (the numbers are the issue's):
   latency     5,000 leads, 200 ms latency, 50 in flight, unlimited rate: vs 50 / 0.2 s = 250/s
   big_list    1,000,000 leads (2% bad numbers, 1% duplicates): validate, dry run, resume, export
   scale       100,000 vs 20,000 leads, latency 0, unlimited, 20 in flight: calls/s and peak RSS
+  outcomes    100,000 outcome payloads posted at 500/s to `dialer collect`, a burst, then export
 
 Work files go to benchmarks/work/ (emptied at the start); figures to benchmarks/results.json.
 Progress goes to stderr, the table to stdout. Exit 0 when every scenario ran, even if a target
@@ -30,6 +31,8 @@ import re
 import selectors
 import shutil
 import signal
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -57,6 +60,7 @@ WORK = HERE / "work"
 RESULTS = HERE / "results.json"
 PYTHON = sys.executable
 API_KEY = "bench-key-3c9e41d7a0"
+OUTCOMES_TOKEN = "bench-outcomes-token-5e2b9c81"
 ORG, AGENT, FROM_NUMBER = "org_demo", "agent_demo", "pn_demo"
 UNLIMITED = 10000  # limits.calls_per_second: the documented maximum, i.e. no pacing
 URL = "{server-url}"  # in a command line: replaced by the fresh server's base URL
@@ -243,9 +247,16 @@ def generate_leads(rows: int, *, bad_share: float = 0.0, dup_share: float = 0.0,
     return LeadList(leads, rows, bad, duplicates)
 
 
-def write_config(folder: Path, base_url: str, leads: Path, limits: Mapping[str, Any]) -> Path:
+def write_config(
+    folder: Path,
+    base_url: str,
+    leads: Path,
+    limits: Mapping[str, Any],
+    file_name: str = "campaign.toml",
+    **tables: Mapping[str, Any],
+) -> Path:
     """The tests' standard campaign (tests/campaign_builder.py); every output inside `folder`."""
-    tables = campaign_tables(
+    document = campaign_tables(
         base_url=base_url,
         leads=leads,
         folder=folder,
@@ -260,9 +271,10 @@ def write_config(folder: Path, base_url: str, leads: Path, limits: Mapping[str, 
             "request_timeout_s": 30,
             **limits,
         },
+        **tables,
     )
-    tables["tools"][1]["args"]["campaignName"] = "Bench"
-    return write_campaign(folder / "campaign.toml", tables)
+    document["tools"][1]["args"]["campaignName"] = "Bench"
+    return write_campaign(folder / file_name, document)
 
 
 def scenario_folder(name: str) -> Path:
@@ -299,6 +311,7 @@ class Child:
 def child_env(base_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KYZO_")}
     env["KYZO_API_KEY"] = API_KEY
+    env["KYZO_OUTCOMES_TOKEN"] = OUTCOMES_TOKEN
     if base_url:
         env["KYZO_BASE_URL"] = base_url
     return env
@@ -973,12 +986,139 @@ def scenario_scale(s: Scenario, network: LeadList) -> None:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scenario_outcomes(s: Scenario, network: LeadList) -> None:
+    """100,000 outcomes posted at 500/s to `dialer collect`, then the export that reads them."""
+    rows, rate, burst = 100_000, 500, 20_000
+    folder = scenario_folder(s.name)
+    leads = prepare_list(folder, network, rows)
+    port = free_port()
+    outcomes = {
+        "public_url": f"http://127.0.0.1:{port}/kyzo/outcomes",
+        "listen": f"127.0.0.1:{port}",
+        "token": "${env:KYZO_OUTCOMES_TOKEN}",
+        "fields": {"duration_s": "duration", "sentiment": "analysis.sentiment", "budget": "extracted.budget"},
+    }
+    plain = write_config(folder, "http://127.0.0.1:9", leads, {})
+    with_outcomes = write_config(folder, "http://127.0.0.1:9", leads, {}, "outcomes.toml", outcomes=outcomes)
+    progress(f"{s.name}: seeding a checkpoint with {rows:,} placed calls")
+    seed = run_child(
+        [PYTHON, str(HERE / "seed_checkpoint.py"), str(plain)], name=f"{s.name}-seed", timeout_s=240
+    )
+    check_child(seed, "seed_checkpoint.py")
+    progress(f"{s.name}: export without outcomes (the reference)")
+    baseline = run_child(dialer("export", str(plain)), name=f"{s.name}-export-plain", timeout_s=120)
+    check_child(baseline, "export (no outcomes)")
+
+    progress(f"{s.name}: dialer collect, {rows:,} payloads posted at {rate}/s (about {rows // rate} s)")
+    collect = subprocess.Popen(
+        dialer("collect", str(with_outcomes)),
+        env=child_env(None),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=(WORK / f"{s.name}-collect.stderr").open("w"),
+        text=True,
+    )
+    try:
+        ready = collect.stdout.readline() if collect.stdout else ""
+        if "collecting outcomes on" not in ready:
+            raise RuntimeError(f"dialer collect did not start: {ready!r}")
+        url = outcomes["public_url"]
+        cpu_before = _cpu_ticks(collect.pid)
+        paced = run_child(
+            [PYTHON, str(HERE / "post_outcomes.py"), "--url", url, "--count", str(rows), "--rate", str(rate),
+             "--concurrency", "64"],
+            name=f"{s.name}-post-paced",
+            timeout_s=rows / rate + 120,
+        )  # fmt: skip
+        cpu_after = _cpu_ticks(collect.pid)
+        check_child(paced, "post_outcomes.py (paced)")
+        progress(f"{s.name}: {burst:,} more as fast as the receiver answers")
+        fast = run_child(
+            [PYTHON, str(HERE / "post_outcomes.py"), "--url", url, "--count", str(burst), "--event",
+             "call.analyzed", "--concurrency", "64"],
+            name=f"{s.name}-post-burst",
+            timeout_s=300,
+        )  # fmt: skip
+        check_child(fast, "post_outcomes.py (burst)")
+    finally:
+        collect.send_signal(signal.SIGTERM)
+        collect_code = collect.wait(timeout=60)
+    stored = sqlite3.connect(folder / "checkpoint.db").execute("SELECT count(*) FROM payloads").fetchone()[0]
+    paced_stats, fast_stats = json.loads(paced.stdout), json.loads(fast.stdout)
+    progress(f"{s.name}: export with {rows:,} outcomes")
+    exported = run_child(dialer("export", str(with_outcomes)), name=f"{s.name}-export", timeout_s=300)
+    check_child(exported, "export (with outcomes)")
+    results = pl.read_csv(folder / "results.csv", infer_schema=False, columns=["outcome_status"])
+    with_status = results.height - results["outcome_status"].null_count()
+    s.details.update(
+        paced=paced_stats,
+        burst=fast_stats,
+        collect_exit_code=collect_code,
+        stored=stored,
+        export=child_facts(exported),
+        export_plain=child_facts(baseline),
+        rows_with_outcome=with_status,
+    )
+    sent = rows + burst
+    s.add(
+        f"stored of {sent:,} posted (answered 200: {paced_stats['ok'] + fast_stats['ok']:,})",
+        stored,
+        "payloads",
+        ratio=ratio(stored, sent),
+        ratio_of="/ posted",
+        target="== posted, collect exits 0",
+        ok=stored == sent and collect_code == 0,
+    )
+    s.add(
+        f"paced posts answered, target {rate}/s",
+        paced_stats["rate_per_s"],
+        "/s",
+        ratio=ratio(paced_stats["rate_per_s"], rate),
+        ratio_of=f"/ {rate}/s",
+        target=">= 0.98x",
+        ok=(ratio(paced_stats["rate_per_s"], rate) or 0) >= 0.98,
+    )
+    s.add(f"answer latency p99 at {rate}/s", paced_stats["latency_p99_ms"], "ms")
+    busy = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / paced.wall_s
+    s.add(f"receiver CPU at {rate}/s", busy, "core")
+    s.add(
+        "receiver throughput, as fast as answered (64 in flight)",
+        fast_stats["rate_per_s"],
+        "/s",
+        ratio=ratio(fast_stats["rate_per_s"], rate),
+        ratio_of=f"/ {rate}/s",
+    )
+    s.add("export with outcomes: time", exported.wall_s, "s", ratio=ratio(exported.wall_s, baseline.wall_s),
+          ratio_of="/ export without [outcomes]")  # fmt: skip
+    s.add(
+        "export with outcomes: peak RSS",
+        exported.rss_mib,
+        "MiB",
+        ratio=ratio(exported.rss_mib, baseline.rss_mib),
+        ratio_of="/ export without [outcomes]",
+    )
+    s.add(
+        "rows with an outcome_status",
+        with_status,
+        "rows",
+        target=f"== {rows:,}",
+        ok=with_status == rows,
+    )
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Scenario, LeadList], None]]] = {
     "overhead": ("1. Overhead vs bare httpx loop", scenario_overhead),
     "pacing": ("2. Pacing at 100 calls/s", scenario_pacing),
     "latency": ("3. Latency-bound, 50 in flight", scenario_latency),
     "big_list": ("4. Big list, 1,000,000 leads", scenario_big_list),
     "scale": ("5. Throughput at scale", scenario_scale),
+    "outcomes": ("6. Outcomes: 100,000 received at 500/s, then exported", scenario_outcomes),
 }
 
 

@@ -39,10 +39,11 @@ from dialer.notify import notify
 from dialer.outputs import check_outputs, write_atomic
 from dialer.progress import Progress
 from dialer.receiver import bind, serving
+from dialer.report import write_report
 from dialer.request_bodies import LeadRequest, RequestSpec, iter_requests
 from dialer.run_checkpoint import open_for_run
 from dialer.run_lock import RunLock
-from dialer.selection import Record, existing_record, leads_to_dial, load_table, outcome_view
+from dialer.selection import OutcomeView, Record, existing_record, leads_to_dial, load_table, outcome_view
 from dialer.signals import stop_on_signals
 from dialer.summary import RunSummary
 
@@ -108,8 +109,8 @@ def export_campaign(settings: Settings) -> RunSummary:
         table = load_table(settings)
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
         ensure_locked()
-        counts = write_outputs(settings, table, existing_record(settings.checkpoint_path), utc_now())
-    return RunSummary.of(settings, ExitCode.OK, counts)
+        written = write_outputs(settings, table, existing_record(settings.checkpoint_path), utc_now())
+    return RunSummary.of(settings, ExitCode.OK, written.counts)
 
 
 def campaign_files(settings: Settings) -> list[Path]:
@@ -118,13 +119,22 @@ def campaign_files(settings: Settings) -> list[Path]:
     return purge_targets(settings.checkpoint_path, [settings.results_path, settings.errors_path], inputs)
 
 
-def write_outputs(settings: Settings, table: LeadTable, record: Record, now: datetime) -> dict[str, int]:
-    """The results and errors files, each written atomically; returns the counts per status."""
+@dataclass(frozen=True)
+class Written:
+    """What the results files were written from: kept for the report and the exit code."""
+
+    results: pl.DataFrame
+    counts: dict[str, int]
+    view: OutcomeView | None
+
+
+def write_outputs(settings: Settings, table: LeadTable, record: Record, now: datetime) -> Written:
+    """The results and errors files, each written atomically."""
     view = outcome_view(settings, record, now)
     results = build_results(table, record.states, view.columns() if view else None)
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
-    return status_counts(results)
+    return Written(results, status_counts(results), view)
 
 
 def exit_code_for(
@@ -203,7 +213,7 @@ def _run_with_checkpoint(
         report = asyncio.run(session)
         record = Record.read(checkpoint)  # (with nothing dispatched, what was read before holds)
     try:
-        summary = _finish(settings, table, record, report, options, gate)
+        summary, written = _finish(settings, table, record, report, options, gate)
     except OutputError as exc:
         if report.sent == 0:
             checkpoint.end_run(run_id, ExitCode.USAGE, {})
@@ -215,8 +225,26 @@ def _run_with_checkpoint(
             f"{exc} The {report.sent} calls sent in this run are recorded in the checkpoint; "
             f"fix the problem and run: dialer export {settings.source}"
         ) from None
-    checkpoint.end_run(run_id, summary.exit_code, summary.counts)
+    placed = report.outcomes.get(Status.PLACED.value, 0)
+    checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
+    summary.report_path = _run_report(settings, table, record, written, checkpoint.runs(), options.now())
     return summary
+
+
+def _run_report(
+    settings: Settings,
+    table: LeadTable,
+    record: Record,
+    written: Written,
+    runs: list[dict[str, Any]],
+    now: datetime,
+) -> Path | None:
+    """The report at the end of every run; a report that cannot be written never changes the exit."""
+    try:
+        return write_report(settings, table, record, written.results, written.view, runs, now)
+    except OutputError as exc:
+        logs.get_logger().warning("report_not_written", error=str(exc))
+        return None
 
 
 @contextmanager
@@ -262,6 +290,8 @@ async def _dispatch(
     def on_event(event: str, **fields: Any) -> None:
         level = log.warning if event in _WARNING_EVENTS else log.info
         level(event, **fields)
+        if event == "pace":  # the pauses the API imposed, for the report's timeline
+            writer.note_pause(run_id, fields["pause_s"], fields["status"])
 
     def on_pace(event: str, rate: float) -> None:
         log.info("pace_change", change=event, calls_per_second=round(rate, 3))
@@ -318,25 +348,24 @@ def _finish(
     report: DispatchReport,
     options: RunOptions,
     gate: CallingGate | None,
-) -> RunSummary:
-    now = options.now()
-    counts = write_outputs(settings, table, record, now)
-    recycling = _recycling(settings, record, now)
-    code = exit_code_for(counts, report, recycle_waiting=recycling is not None)
-    return RunSummary.of(
+) -> tuple[RunSummary, Written]:
+    written = write_outputs(settings, table, record, options.now())
+    recycling = _recycling(written.view)
+    code = exit_code_for(written.counts, report, recycle_waiting=recycling is not None)
+    summary = RunSummary.of(
         settings,
         code,
-        counts,
+        written.counts,
         report=report,
         resume_command=options.resume_command if code is ExitCode.STOPPED else "",
         next_window=gate.next_open_text if gate is not None and report.outside_hours else None,
         next_recycle=recycling,
     )
+    return summary, written
 
 
-def _recycling(settings: Settings, record: Record, now: datetime) -> str | None:
+def _recycling(view: OutcomeView | None) -> str | None:
     """ "12 leads, next due 2026-12-01 09:30 UTC" while leads wait to be called again."""
-    view = outcome_view(settings, record, now)
     plan = view.recycle if view is not None else None
     if plan is None or not (plan.due_now.height or plan.due_later):
         return None
@@ -352,12 +381,12 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec, options: R
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
     todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due)
     built = sum(1 for _ in iter_requests(todo, spec))
-    counts = write_outputs(settings, table, record, now)
+    written = write_outputs(settings, table, record, now)
     report = DispatchReport()
     return RunSummary.of(
         settings,
-        exit_code_for(counts, report, recycle_waiting=_recycling(settings, record, now) is not None),
-        counts,
+        exit_code_for(written.counts, report, recycle_waiting=_recycling(written.view) is not None),
+        written.counts,
         checkpoint_path=None,
         report=report,
         dry_run=True,

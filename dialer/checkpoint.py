@@ -163,17 +163,19 @@ class Checkpoint:
             )
         return int(cursor.lastrowid or 0)
 
-    def end_run(self, run_id: int, exit_code: int, counts: Mapping[str, int]) -> None:
+    def end_run(
+        self, run_id: int, exit_code: int, counts: Mapping[str, int], *, sent: int = 0, placed: int = 0
+    ) -> None:
         with self._transaction():
             self._db.execute(
-                "UPDATE runs SET ended_at = ?, exit_code = ?, counts = ? WHERE id = ?",
-                (utc_now(), exit_code, json.dumps(dict(counts)), run_id),
+                "UPDATE runs SET ended_at = ?, exit_code = ?, counts = ?, sent = ?, placed = ? WHERE id = ?",
+                (utc_now(), exit_code, json.dumps(dict(counts)), sent, placed, run_id),
             )
 
     def runs(self) -> list[dict[str, Any]]:
         cursor = self._db.execute(
             "SELECT id, started_at, ended_at, pid, host, command, config_fingerprint, input_fingerprint,"
-            " exit_code, counts FROM runs ORDER BY id"
+            " exit_code, counts, sent, placed FROM runs ORDER BY id"
         )
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -226,6 +228,10 @@ class Checkpoint:
     def knows(self, delivery: Delivery) -> bool:
         """Does an outcome payload name one of this campaign's calls or referenceIds?"""
         return outcome_store.matches_a_lead(self._db, delivery)
+
+    def pauses(self) -> pl.DataFrame:
+        """Every pause the API imposed (429, 503 with Retry-After): when, how long, which run."""
+        return outcome_store.read_pauses(self._db)
 
     def commits(self, loop: asyncio.AbstractEventLoop) -> GroupCommitWriter:
         """A group-commit writer on this checkpoint, for changes other than a run's (outcomes)."""
@@ -296,6 +302,13 @@ class RunWriter:
 
     def record(self, result: Result) -> asyncio.Future[None]:
         return self._commits.submit(partial(_apply_result, result=result))
+
+    def note_pause(self, run_id: int, seconds: float, http_status: int | None) -> None:
+        """For the report; nobody waits on it, and a failure shows up on the next claim anyway."""
+        done = self._commits.submit(
+            partial(outcome_store.store_pause, run_id=run_id, seconds=seconds, http_status=http_status)
+        )
+        done.add_done_callback(lambda future: future.cancelled() or future.exception())
 
     async def aclose(self) -> None:
         await self._commits.aclose()

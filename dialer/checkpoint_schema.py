@@ -1,8 +1,9 @@
 """The checkpoint's file format: its tables, how a new one is made, and how an old one is upgraded.
 
-Version 1 kept one row per lead. Version 2 adds every call of a lead (`calls`, for recycling)
-and every outcome payload received (`payloads`); a version-1 file is upgraded in place, in one
-transaction, the first time a run or the receiver opens it.
+Version 1 kept one row per lead. Version 2 adds every call of a lead (`calls`, for recycling),
+every outcome payload received (`payloads`), the pauses the API imposed (`pauses`, for the
+report) and what each run sent; a version-1 file is upgraded in place, in one transaction, the
+first time a run or the receiver opens it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ CREATE TABLE IF NOT EXISTS runs (
     config_fingerprint TEXT NOT NULL,
     input_fingerprint TEXT NOT NULL,
     exit_code INTEGER,
-    counts TEXT
+    counts TEXT,
+    sent INTEGER,
+    placed INTEGER
 );
 """
 
@@ -66,12 +69,21 @@ CREATE TABLE IF NOT EXISTS payloads (
     reference_id TEXT,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pauses (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER,
+    at TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    http_status INTEGER
+);
 CREATE INDEX IF NOT EXISTS payloads_by_call_id ON payloads(call_id);
 CREATE INDEX IF NOT EXISTS payloads_by_reference_id ON payloads(reference_id);
 """
 
 _UPGRADE_FROM_1 = """
 ALTER TABLE leads ADD COLUMN calls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN sent INTEGER;
+ALTER TABLE runs ADD COLUMN placed INTEGER;
 INSERT INTO calls(key, call_id, placed_at, run_id, status)
     SELECT key, call_id, updated_at, run_id, status FROM leads WHERE status IN ('placed', 'unknown');
 UPDATE leads SET calls = 1 WHERE status IN ('placed', 'unknown');

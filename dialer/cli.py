@@ -289,6 +289,27 @@ def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOp
 
 
 @app.command()
+def report(
+    config: ConfigArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="The HTML file; overrides output.report.")
+    ] = None,
+    checkpoint: CheckpointOpt = None,
+) -> None:
+    """Write the campaign report: one self-contained HTML page with its charts."""
+    from dialer.gate import utc_now
+    from dialer.report import report_campaign
+
+    def body() -> int:
+        settings = _settings(config, checkpoint_path=checkpoint)
+        written = report_campaign(settings, output, utc_now)
+        typer.echo(f"report: {written}")
+        return ExitCode.OK
+
+    raise typer.Exit(_guarded(body))
+
+
+@app.command()
 def purge(
     config: ConfigArg,
     checkpoint: CheckpointOpt = None,

@@ -65,6 +65,7 @@ class Settings:
     errors_path: Path
     checkpoint_path: Path
     leads_path: Path
+    report_path: Path
 
     def __repr__(self) -> str:
         # The parsed file holds resolved ${env:...} values: keep them out of any repr.
@@ -178,6 +179,7 @@ def load_settings(
         errors_path=out.errors_path or Path("out") / f"{name}.errors.csv",
         checkpoint_path=checkpoint_path or out.checkpoint or Path("out") / f"{name}.checkpoint.db",
         leads_path=input_path or parsed.leads.path,
+        report_path=out.report or Path("out") / f"{name}.report.html",
     )
 
 

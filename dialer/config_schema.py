@@ -135,6 +135,7 @@ class OutputConfig(_Strict):
     path: Path | None = Field(default=None, strict=False)
     errors_path: Path | None = Field(default=None, strict=False)
     checkpoint: Path | None = Field(default=None, strict=False)
+    report: Path | None = Field(default=None, strict=False)
 
 
 class NotifyConfig(_Strict):

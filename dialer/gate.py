@@ -132,13 +132,8 @@ def calling_hours_report(
     window = Window(hours)
     gate = CallingGate(window, hours.timezone, clock or utc_now)
     now = (clock or utc_now)()
-    pairs = todo.group_by(pl.col(PHONE), _zone_column(settings).alias("__zone")).len()
-    per_zones: dict[tuple[str, ...], int] = {}
-    for phone, zone, count in pairs.iter_rows():
-        zones = gate.zones(phone, zone)
-        per_zones[zones] = per_zones.get(zones, 0) + count
     callable_now = never = 0
-    for zones, count in per_zones.items():
+    for zones, count in leads_per_zones(settings, todo, gate).items():
         if window.is_open(zones, now):
             callable_now += count
         elif gate.note_closed(zones, now) is None:
@@ -149,3 +144,41 @@ def calling_hours_report(
         never_open=never,
         next_window=gate.next_open_text,
     )
+
+
+@dataclass(frozen=True)
+class ZoneWait:
+    """Leads of one set of time zones still to call, and when their window opens."""
+
+    zones: str  # "America/Chicago", or "America/Chicago + America/Denver" for a boundary area
+    leads: int
+    opens: str  # "open now", or e.g. "2026-12-01 09:00 America/Chicago"
+
+
+def waiting_by_zone(settings: Settings, todo: pl.DataFrame, clock: Clock | None = None) -> list[ZoneWait]:
+    """Per zone set, most leads first; empty without [calling_hours]."""
+    hours = settings.file.calling_hours
+    if hours is None:
+        return []
+    window = Window(hours)
+    now = (clock or utc_now)()
+    gate = CallingGate(window, hours.timezone, clock or utc_now)
+    waits = [
+        ZoneWait(
+            " + ".join(zones),
+            count,
+            "open now" if window.is_open(zones, now) else window.describe_next(zones, now),
+        )
+        for zones, count in leads_per_zones(settings, todo, gate).items()
+    ]
+    return sorted(waits, key=lambda wait: (-wait.leads, wait.zones))
+
+
+def leads_per_zones(settings: Settings, todo: pl.DataFrame, gate: CallingGate) -> dict[tuple[str, ...], int]:
+    """How many leads of `todo` fall in each set of zones (distinct phone and tz cell once)."""
+    pairs = todo.group_by(pl.col(PHONE), _zone_column(settings).alias("__zone")).len()
+    per_zones: dict[tuple[str, ...], int] = {}
+    for phone, zone, count in pairs.iter_rows():
+        zones = gate.zones(phone, zone)
+        per_zones[zones] = per_zones.get(zones, 0) + count
+    return per_zones

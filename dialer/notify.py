@@ -24,6 +24,8 @@ def notify(url: str, summary: RunSummary, *, timeout_s: float) -> bool:
     )
     if summary.next_window:
         text += f"; next window opens {summary.next_window}"
+    if summary.report_path:
+        text += f"; report: {summary.report_path}"
     fields = summary.as_dict()
     if fields["stop_message"]:  # the API's words: may echo a number or an id from ${env:}
         fields["stop_message"] = logs.scrub(fields["stop_message"])

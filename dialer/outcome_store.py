@@ -1,4 +1,4 @@
-"""The checkpoint's record of calls and received outcome payloads: reads as frames, one write.
+"""The checkpoint's record of calls, outcome payloads and API pauses: reads as frames, small writes.
 
 `dialer collect` and `dialer run` write the same checkpoint from two processes; SQLite (WAL)
 serialises their transactions, and each write here is one short statement.
@@ -21,6 +21,12 @@ CALLS_SCHEMA: Mapping[str, pl.DataType] = {
     "placed_at": pl.String(),
     "status": pl.String(),
 }
+PAUSES_SCHEMA: Mapping[str, pl.DataType] = {
+    "run_id": pl.Int64(),
+    "at": pl.String(),
+    "seconds": pl.Float64(),
+    "http_status": pl.Int64(),
+}
 PAYLOADS_SCHEMA: Mapping[str, pl.DataType] = {
     "id": pl.Int64(),
     "received_at": pl.String(),
@@ -35,6 +41,17 @@ def read_calls(db: sqlite3.Connection) -> pl.DataFrame:
 
 def read_payloads(db: sqlite3.Connection) -> pl.DataFrame:
     return _frame(db, "SELECT id, received_at, body FROM payloads ORDER BY id", PAYLOADS_SCHEMA)
+
+
+def read_pauses(db: sqlite3.Connection) -> pl.DataFrame:
+    return _frame(db, "SELECT run_id, at, seconds, http_status FROM pauses ORDER BY id", PAUSES_SCHEMA)
+
+
+def store_pause(db: sqlite3.Connection, *, run_id: int, seconds: float, http_status: int | None) -> None:
+    db.execute(
+        "INSERT INTO pauses(run_id, at, seconds, http_status) VALUES (?, ?, ?, ?)",
+        (run_id, utc_now(), seconds, http_status),
+    )
 
 
 def payload_count(db: sqlite3.Connection) -> int:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import polars as pl
@@ -17,16 +17,26 @@ _MIN_FREE_BYTES = 16 * 1024 * 1024
 
 
 def write_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    """A results file: CSV or Parquet by its suffix."""
+    if path.suffix.lower() == ".parquet":
+        _atomically(path, frame.write_parquet)
+    else:
+        _atomically(path, frame.write_csv)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    """A text file (the report), written the same way as the results."""
+    _atomically(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write to a temp file in the same folder, fsync, 0600, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temp = Path(temp_name)
     try:
-        if path.suffix.lower() == ".parquet":
-            frame.write_parquet(temp)
-        else:
-            frame.write_csv(temp)
+        write(temp)
         with temp.open("rb+") as flushed:
             os.fsync(flushed.fileno())
         temp.chmod(0o600)

@@ -34,6 +34,8 @@ def print_summary(summary: RunSummary) -> None:
         typer.echo(f"  {note}")
     typer.echo(f"  results: {summary.results_path}")
     typer.echo(f"  errors:  {summary.errors_path}")
+    if summary.report_path:
+        typer.echo(f"  report:  {summary.report_path}")
     if summary.checkpoint_path:
         typer.echo(f"  checkpoint: {summary.checkpoint_path}")
     if summary.next_window:

@@ -17,7 +17,7 @@ from dialer.gate import reject_never_open, utc_now
 from dialer.lead_files import load_lead_list
 from dialer.lead_state import SETTLED, Status
 from dialer.leads import KEY, RECYCLE_OF_CALLS, ROW, LeadTable, prepare
-from dialer.outcome_store import CALLS_SCHEMA, PAYLOADS_SCHEMA
+from dialer.outcome_store import CALLS_SCHEMA, PAUSES_SCHEMA, PAYLOADS_SCHEMA
 from dialer.outcomes import Reading, latest_calls, outcomes_of_calls
 from dialer.recycle import RecyclePlan, plan, with_silence
 
@@ -42,16 +42,20 @@ class Record:
     states: pl.DataFrame  # one row per lead ever claimed
     calls: pl.DataFrame  # one row per call (a lead called again has several)
     payloads: pl.DataFrame  # every outcome payload received
+    pauses: pl.DataFrame  # every pause the API imposed
 
     @classmethod
     def empty(cls) -> Record:
         return cls(
-            Checkpoint.empty_states(), pl.DataFrame(schema=CALLS_SCHEMA), pl.DataFrame(schema=PAYLOADS_SCHEMA)
+            Checkpoint.empty_states(),
+            pl.DataFrame(schema=CALLS_SCHEMA),
+            pl.DataFrame(schema=PAYLOADS_SCHEMA),
+            pl.DataFrame(schema=PAUSES_SCHEMA),
         )
 
     @classmethod
     def read(cls, checkpoint: Checkpoint) -> Record:
-        return cls(checkpoint.states(), checkpoint.calls(), checkpoint.payloads())
+        return cls(checkpoint.states(), checkpoint.calls(), checkpoint.payloads(), checkpoint.pauses())
 
 
 def existing_record(path: Path) -> Record:

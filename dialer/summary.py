@@ -25,6 +25,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     next_window: str | None = None
     next_recycle: str | None = None  # "12 leads to call again, next due ..." while some wait
+    report_path: Path | None = None  # the campaign report written at the end of the run
 
     @classmethod
     def of(cls, settings: Settings, exit_code: ExitCode, counts: dict[str, int], **extra: Any) -> RunSummary:
@@ -52,4 +53,5 @@ class RunSummary:
             "results_path": str(self.results_path),
             "errors_path": str(self.errors_path),
             "next_recycle": self.next_recycle,
+            "report_path": str(self.report_path) if self.report_path else None,
         }
