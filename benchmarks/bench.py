@@ -917,6 +917,16 @@ def scenario_big_list(s: Scenario, network: LeadList) -> None:
             ok=placed == big.dialable,
         )
 
+        progress(f"{s.name}: (e) dialer report")
+        page = folder / "report.html"
+        report_run = run_child(
+            dialer("report", str(config), "--output", str(page)), name=f"{s.name}-report", timeout_s=180
+        )
+        check_child(report_run, "report")
+        timed("report", "(e) report", report_run, 10, 1024)
+        size_mib = page.stat().st_size / (1024 * 1024)
+        s.add("(e) report file size", size_mib, "MiB", target="< 2 MiB", ok=size_mib < 2)
+
 
 def scenario_scale(s: Scenario, network: LeadList) -> None:
     workers = 20
@@ -971,6 +981,25 @@ def scenario_scale(s: Scenario, network: LeadList) -> None:
         "MiB",
         ratio=ratio(large.child.rss_mib, small.child.rss_mib),
         ratio_of="RSS(100k)/RSS(20k)",
+    )
+    folder = scenario_folder(f"{s.name}-{sizes[1] // 1000}k")
+    progress(f"{s.name}: the run-end report's share, as `dialer report` on the {sizes[1]:,}-lead campaign")
+    page = run_child(
+        dialer("report", str(folder / "campaign.toml"), "--output", str(folder / "again.html")),
+        name=f"{s.name}-report",
+        timeout_s=120,
+    )
+    check_child(page, "report")
+    s.details["report_100k"] = child_facts(page)
+    share = ratio(page.wall_s, large.child.wall_s)
+    s.add(
+        f"report of {sizes[1]:,} leads, vs the run",
+        page.wall_s,
+        "s",
+        ratio=share,
+        ratio_of="/ the whole run (which includes one)",
+        target="< 0.05x",
+        ok=share is not None and share < 0.05,
     )
     growth = large.child.rss_mib - small.child.rss_mib
     table_growth = tables[sizes[1]].rss_mib - tables[sizes[0]].rss_mib

@@ -26,7 +26,8 @@ from dialer.checkpoint import Checkpoint
 from dialer.checkpoint_files import purge_targets
 from dialer.client import KyzoClient, Outcome
 from dialer.config import Settings
-from dialer.dispatch import Dispatcher, DispatchOptions, DispatchReport, StopReason
+from dialer.dispatch import Dispatcher
+from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
 from dialer.errors import OutputError, ResultsNotWritten, UserError
 from dialer.exits import ExitCode
 from dialer.export import build_results, errors_only, status_counts

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dialer.config import Settings
-from dialer.dispatch import DispatchReport
+from dialer.dispatch_options import DispatchReport
 from dialer.exits import ExitCode
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from dialer.checkpoint import Checkpoint, Claim, Result, RunWriter
 from dialer.client import Answer, Failure
-from dialer.dispatch import Dispatcher, DispatchOptions, DispatchReport, Gate, Sender, StopReason
+from dialer.dispatch import Dispatcher, Gate, Sender
+from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
 from dialer.errors import CheckpointWriteFailed
 from dialer.lead_state import Status
 from dialer.limiter import RateLimiter
