@@ -41,6 +41,7 @@ from dialer.outputs import check_outputs, write_atomic
 from dialer.progress import Progress
 from dialer.receiver import bind, serving
 from dialer.report import write_report
+from dialer.report_data import History
 from dialer.request_bodies import LeadRequest, RequestSpec, iter_requests
 from dialer.run_checkpoint import open_for_run
 from dialer.run_lock import RunLock
@@ -110,7 +111,7 @@ def export_campaign(settings: Settings) -> RunSummary:
         table = load_table(settings)
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
         ensure_locked()
-        written = write_outputs(settings, table, existing_record(settings.checkpoint_path), utc_now())
+        written = write_outputs(settings, table, existing_record(settings), utc_now())
     return RunSummary.of(settings, ExitCode.OK, written.counts)
 
 
@@ -131,7 +132,7 @@ class Written:
 
 def write_outputs(settings: Settings, table: LeadTable, record: Record, now: datetime) -> Written:
     """The results and errors files, each written atomically."""
-    view = outcome_view(settings, record, now)
+    view = outcome_view(settings, record, now, table)
     results = build_results(table, record.states, view.columns() if view else None)
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
@@ -190,8 +191,8 @@ def _run_with_checkpoint(
     run_id = checkpoint.start_run(
         options.command, settings.fingerprint, file_fingerprint(settings.leads_path)
     )
-    record = Record.read(checkpoint)
-    view = outcome_view(settings, record, options.now())
+    record = Record.read(checkpoint, settings)
+    view = outcome_view(settings, record, options.now(), table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
     todo = leads_to_dial(table, record.states, options.claimable, due)
     log.info(
@@ -212,7 +213,7 @@ def _run_with_checkpoint(
         gc.freeze()
         session = _dispatch(settings, options, checkpoint, run_id, todo, spec, gate, transport, listening)
         report = asyncio.run(session)
-        record = Record.read(checkpoint)  # (with nothing dispatched, what was read before holds)
+        record = Record.read(checkpoint, settings)  # (with nothing dispatched, what was read before holds)
     try:
         summary, written = _finish(settings, table, record, report, options, gate)
     except OutputError as exc:
@@ -228,7 +229,7 @@ def _run_with_checkpoint(
         ) from None
     placed = report.outcomes.get(Status.PLACED.value, 0)
     checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
-    summary.report_path = _run_report(settings, table, record, written, checkpoint.runs(), options.now())
+    summary.report_path = _run_report(settings, table, record, written, checkpoint, options.now())
     return summary
 
 
@@ -237,12 +238,13 @@ def _run_report(
     table: LeadTable,
     record: Record,
     written: Written,
-    runs: list[dict[str, Any]],
+    checkpoint: Checkpoint,
     now: datetime,
 ) -> Path | None:
     """The report at the end of every run; a report that cannot be written never changes the exit."""
+    history = History(checkpoint.runs(), *checkpoint.calls_timeline())
     try:
-        return write_report(settings, table, record, written.results, written.view, runs, now)
+        return write_report(settings, table, record, written.results, written.view, history, now)
     except OutputError as exc:
         logs.get_logger().warning("report_not_written", error=str(exc))
         return None
@@ -376,9 +378,9 @@ def _recycling(view: OutcomeView | None) -> str | None:
 
 
 def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec, options: RunOptions) -> RunSummary:
-    record = existing_record(settings.checkpoint_path)
+    record = existing_record(settings)
     now = options.now()
-    view = outcome_view(settings, record, now)
+    view = outcome_view(settings, record, now, table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
     todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due)
     built = sum(1 for _ in iter_requests(todo, spec))

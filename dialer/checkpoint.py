@@ -229,6 +229,14 @@ class Checkpoint:
         """Does an outcome payload name one of this campaign's calls or referenceIds?"""
         return outcome_store.matches_a_lead(self._db, delivery)
 
+    @staticmethod
+    def empty_timeline() -> tuple[pl.DataFrame, str, int]:
+        return outcome_store.empty_timeline()
+
+    def calls_timeline(self) -> tuple[pl.DataFrame, str, int]:
+        """Calls placed per second, minute or hour (by the campaign's length), for the report."""
+        return outcome_store.calls_timeline(self._db)
+
     def pauses(self) -> pl.DataFrame:
         """Every pause the API imposed (429, 503 with Retry-After): when, how long, which run."""
         return outcome_store.read_pauses(self._db)

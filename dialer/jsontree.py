@@ -9,12 +9,20 @@ from typing import Any
 Path = tuple[str | int, ...]
 
 
-def map_leaves(value: Any, leaf: Callable[[Any, Path], Any], where: Path = ()) -> Any:
-    """A copy of `value` with every leaf replaced by `leaf(value, path)`; tuples become lists."""
+def map_leaves(
+    value: Any, leaf: Callable[[Any, Path], Any], where: Path = (), *, key: Callable[[str], str] | None = None
+) -> Any:
+    """A copy of `value` with every leaf replaced by `leaf(value, path)` (and every object key by
+    `key(name)` when given); tuples become lists."""
     if isinstance(value, dict):
-        return {key: map_leaves(item, leaf, (*where, key)) for key, item in value.items()}
+        return {
+            (key(name) if key and isinstance(name, str) else name): map_leaves(
+                item, leaf, (*where, name), key=key
+            )
+            for name, item in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [map_leaves(item, leaf, (*where, index)) for index, item in enumerate(value)]
+        return [map_leaves(item, leaf, (*where, index), key=key) for index, item in enumerate(value)]
     return leaf(value, where)
 
 

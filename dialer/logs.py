@@ -48,9 +48,12 @@ def redact(text: str) -> str:
     return hide(text, _secrets)
 
 
-def redact_tree(value: Any) -> Any:
-    """Redact every string inside a JSON-like value (redacting its JSON text misses escaped secrets)."""
-    return jsontree.map_leaves(value, lambda leaf, _: redact(leaf) if isinstance(leaf, str) else leaf)
+def redact_tree(value: Any, *, keys: bool = False) -> Any:
+    """Redact every string inside a JSON-like value (redacting its JSON text misses escaped secrets);
+    with `keys`, object keys too (a payload from outside may use a secret as a key)."""
+    return jsontree.map_leaves(
+        value, lambda leaf, _: redact(leaf) if isinstance(leaf, str) else leaf, key=redact if keys else None
+    )
 
 
 def scrub(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -41,6 +42,35 @@ def read_calls(db: sqlite3.Connection) -> pl.DataFrame:
 
 def read_payloads(db: sqlite3.Connection) -> pl.DataFrame:
     return _frame(db, "SELECT id, received_at, body FROM payloads ORDER BY id", PAYLOADS_SCHEMA)
+
+
+# A campaign is charted per second, minute or hour, whichever shows its calls as bars: up to
+# this span, (name, seconds, characters of the timestamp that name the bucket, their format).
+TIMELINE_BUCKETS = (
+    (timedelta(minutes=5), "second", 1, 19, "%Y-%m-%dT%H:%M:%S"),
+    (timedelta(hours=6), "minute", 60, 16, "%Y-%m-%dT%H:%M"),
+    (timedelta.max, "hour", 3600, 13, "%Y-%m-%dT%H"),
+)
+
+
+def calls_timeline(db: sqlite3.Connection) -> tuple[pl.DataFrame, str, int]:
+    """Calls placed per bucket (counted by SQLite: a million calls never become Python rows)."""
+    first, last = db.execute("SELECT min(placed_at), max(placed_at) FROM calls").fetchone()
+    if first is None:
+        return empty_timeline()
+    span = datetime.fromisoformat(last.replace("Z", "+00:00")) - datetime.fromisoformat(
+        first.replace("Z", "+00:00")
+    )
+    _, name, seconds, width, fmt = next(bucket for bucket in TIMELINE_BUCKETS if span <= bucket[0])
+    rows = db.execute(
+        f"SELECT substr(placed_at, 1, {width}) AS bucket, count(*) FROM calls GROUP BY bucket ORDER BY bucket"
+    ).fetchall()
+    frame = pl.DataFrame(rows, schema={"bucket": pl.String, "calls": pl.Int64}, orient="row")
+    return frame.with_columns(pl.col("bucket").str.to_datetime(fmt, time_zone="UTC")), name, seconds
+
+
+def empty_timeline() -> tuple[pl.DataFrame, str, int]:
+    return pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC"), "calls": pl.Int64}), "minute", 60
 
 
 def read_pauses(db: sqlite3.Connection) -> pl.DataFrame:

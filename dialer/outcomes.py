@@ -27,6 +27,7 @@ from dialer.config_schema import (
     OutcomesConfig,
     normalise_status,
 )
+from dialer.timestamps import stamp_to_time
 
 STATUS = "outcome_status"
 RECEIVED_AT = "outcome_received_at"
@@ -113,7 +114,7 @@ class Delivery:
 def delivery(payload: dict[str, Any], reading: Reading) -> Delivery:
     """Canonical JSON (so the same payload re-sent with other spacing is the same payload);
     a secret the sender echoes (the bearer token in its own config, say) is redacted first."""
-    clean = logs.redact_tree(payload)
+    clean = logs.redact_tree(payload, keys=True)
     body = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return Delivery(
         digest=hashlib.sha256(body.encode()).hexdigest(),
@@ -133,7 +134,10 @@ def key_paths(payload: Any, prefix: str = "") -> Iterator[str]:
             else:
                 yield path
     elif isinstance(payload, list):
-        yield from key_paths(payload[0], f"{prefix}.0")
+        if payload and isinstance(payload[0], dict | list):
+            yield from key_paths(payload[0], f"{prefix}.0")
+        else:
+            yield f"{prefix}.0" if payload else prefix  # its first value's path, as a field would name it
 
 
 def extract(payloads: pl.DataFrame, reading: Reading) -> pl.DataFrame:
@@ -185,11 +189,24 @@ def attach(extracted: pl.DataFrame, calls: pl.DataFrame, leads: pl.DataFrame) ->
         .filter(pl.col("n") == 1)
         .drop("n")
     )
-    latest = calls.group_by("key").agg(pl.col("id").max().alias("by_ref"))
-    by_ref = unique_refs.join(latest, on="key", how="inner").drop("key")
+    # by referenceId: that lead's last call placed before the payload arrived, never a later one
+    # (an outcome for an earlier call must not settle a call made since)
+    placed = calls.select("key", pl.col("id").alias("by_ref"), stamp_to_time("placed_at").alias("at")).sort(
+        "at"
+    )
+    by_ref = (
+        extracted.filter(pl.col("reference_id").is_not_null())
+        .join(unique_refs, on="reference_id", how="inner")
+        .select("payload_id", "key", stamp_to_time("received_at").alias("at"))
+        .sort("at")
+        .join_asof(
+            placed, on="at", by="key", strategy="backward", check_sortedness=False
+        )  # both sorted above
+        .select("payload_id", "by_ref")
+    )
     return (
         extracted.join(by_call, on="call_id", how="left")
-        .join(by_ref, on="reference_id", how="left")
+        .join(by_ref, on="payload_id", how="left")
         .with_columns(pl.coalesce("by_id", "by_ref").alias("call_row"))
         .drop("by_id", "by_ref")
     )

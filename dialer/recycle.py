@@ -16,13 +16,7 @@ import polars as pl
 from dialer.config_schema import NO_OUTCOME, RecycleConfig
 from dialer.lead_state import Status
 from dialer.outcomes import STATUS
-
-_STAMP = "%Y-%m-%dT%H:%M:%S%.3fZ"
-
-
-def stamp_to_time(column: str) -> pl.Expr:
-    """The checkpoint's `2026-11-30T13:56:43.123Z` as a UTC datetime."""
-    return pl.col(column).str.to_datetime(_STAMP, time_zone="UTC", strict=False)
+from dialer.timestamps import stamp_to_time
 
 
 def with_silence(latest: pl.DataFrame, config: RecycleConfig | None, now: datetime) -> pl.DataFrame:
@@ -47,9 +41,18 @@ class RecyclePlan:
     exhausted: int  # named by `statuses` but out of calls
 
 
-def plan(latest: pl.DataFrame, states: pl.DataFrame, config: RecycleConfig, now: datetime) -> RecyclePlan:
-    """`latest`: each lead's last call with its outcome (after `with_silence`); `states`: the leads."""
+def plan(
+    latest: pl.DataFrame,
+    states: pl.DataFrame,
+    config: RecycleConfig,
+    now: datetime,
+    callable_keys: pl.DataFrame | None = None,
+) -> RecyclePlan:
+    """`latest`: each lead's last call with its outcome (after `with_silence`); `states`: the leads;
+    `callable_keys` (key): the leads the list lets be called now, when known."""
     leads = states.filter(pl.col("status") == Status.PLACED.value).select("key", "calls")
+    if callable_keys is not None:
+        leads = leads.join(callable_keys, on="key", how="semi")
     candidates = leads.join(latest.select("key", "placed_at", STATUS), on="key", how="inner")
     wanted = candidates.filter(pl.col(STATUS).is_in(config.statuses))
     left = wanted.filter(pl.col("calls") < config.max_calls)

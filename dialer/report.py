@@ -7,9 +7,9 @@ from a file or an e-mail attachment with no network. Written atomically, 0600, l
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -20,10 +20,10 @@ from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.exits import meaning_of
 from dialer.export import build_results
-from dialer.leads import LeadTable
+from dialer.leads import INTERNAL, LeadTable
 from dialer.outputs import write_text_atomic
-from dialer.report_data import ReportData, gather
-from dialer.selection import OutcomeView, Record, existing_record, load_table, outcome_view
+from dialer.report_data import History, ReportData, gather
+from dialer.selection import OutcomeView, Record, load_table, outcome_view
 
 
 def _environment() -> Environment:
@@ -83,13 +83,13 @@ def write_report(
     record: Record,
     results: pl.DataFrame,
     view: OutcomeView | None,
-    runs: list[dict[str, Any]],
+    history: History,
     now: datetime,
     path: Path | None = None,
 ) -> Path:
     """Render and write the report from what the caller already read (a run's end has it all)."""
     target = path or settings.report_path
-    data = gather(settings, table, record, results, view, runs, now)
+    data = gather(settings, table, record, results, view, history, now)
     write_text_atomic(render(data, has_hours=settings.file.calling_hours is not None), target)
     return target
 
@@ -98,14 +98,18 @@ def report_campaign(settings: Settings, path: Path | None, clock: Callable[[], d
     """`dialer report`: read the list and the checkpoint (read-only), write the report."""
     now = clock()
     table = load_table(settings, clock=clock)
-    record = existing_record(settings.checkpoint_path)
-    runs: list[dict[str, Any]] = []
+    record, history = Record.empty(), History([], *Checkpoint.empty_timeline())
     if settings.checkpoint_path.exists():
         checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
         try:
-            runs = checkpoint.runs()
+            record = Record.read(checkpoint, settings)
+            history = History(checkpoint.runs(), *checkpoint.calls_timeline())
         finally:
             checkpoint.close()
-    view = outcome_view(settings, record, now)
-    results = build_results(table, record.states, view.columns() if view else None)
-    return write_report(settings, table, record, results, view, runs, now, path)
+    view = outcome_view(settings, record, now, table)
+    # the counts need the dialer's columns only: leave the list's own columns out of this frame
+    narrow = replace(
+        table, frame=table.frame.select(c for c in INTERNAL if c in table.frame.columns), input_columns=[]
+    )
+    results = build_results(narrow, record.states, view.columns() if view else None)
+    return write_report(settings, table, record, results, view, history, now, path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -24,14 +24,11 @@ from dialer.lead_state import ROW_STATUSES, RowStatus, Status
 from dialer.leads import LeadTable
 from dialer.outcomes import FIELD_PREFIX, STATUS
 from dialer.preflight import ReasonGroup, rejected_summary
-from dialer.recycle import stamp_to_time
 from dialer.selection import OutcomeView, Record, leads_to_dial
+from dialer.timestamps import stamp_to_time
 
 MIN_SHOWN = 5  # a value seen fewer times is counted under "other", never shown
 MAX_ROWS = 12  # rows of a table before "N more"
-# A campaign is charted per second, minute or hour, whichever shows its calls as bars.
-BUCKETS = ((timedelta(minutes=5), "second", "1s", 1), (timedelta(hours=6), "minute", "1m", 60))
-HOUR = ("hour", "1h", 3600)
 # Outcome statuses that mean nobody was reached; any other received status counts as reached.
 NOT_REACHED = frozenset(
     {"no-answer", "busy", "voicemail", "failed", "canceled", "cancelled", "error", NO_OUTCOME}
@@ -69,6 +66,16 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class History:
+    """What the checkpoint says of the campaign's past: its runs, and its calls over time."""
+
+    runs: list[dict[str, Any]]
+    timeline: pl.DataFrame  # bucket (datetime), calls
+    bucket: str  # "second", "minute" or "hour"
+    bucket_s: int
+
+
+@dataclass(frozen=True)
 class ReportData:
     campaign: str
     generated_at: str
@@ -102,7 +109,7 @@ def gather(
     record: Record,
     results: pl.DataFrame,
     view: OutcomeView | None,
-    runs: list[dict[str, Any]],
+    history: History,
     now: datetime,
 ) -> ReportData:
     counts = {status.value: 0 for status in ROW_STATUSES}
@@ -123,7 +130,7 @@ def gather(
         funnel.append(Step("reached", reached))
         funnel += [Step(status, n) for status, n in sorted(received.items(), key=lambda item: -item[1])]
     beside = [Step(status, counts[status]) for status in ("rejected", "skipped", "failed", "unknown")]
-    timeline, bucket, bucket_s = _timeline(record.calls)
+    runs = history.runs
     per_second = settings.limits.calls_per_second
     reasons = rejected_summary(table)
     last_exit = runs[-1]["exit_code"] if runs else None
@@ -140,10 +147,10 @@ def gather(
         ),
         funnel=funnel,
         beside=beside,
-        timeline=timeline,
-        bucket=bucket,
-        bucket_s=bucket_s,
-        rate_per_bucket=per_second * bucket_s,
+        timeline=history.timeline,
+        bucket=history.bucket,
+        bucket_s=history.bucket_s,
+        rate_per_bucket=per_second * history.bucket_s,
         runs=[_run_row(run) for run in runs[-MAX_ROWS:]],
         run_spans=_spans(runs),
         pauses=record.pauses.select(stamp_to_time("at").alias("at"), "seconds")
@@ -193,19 +200,6 @@ def _next_step(last_exit: int | None, counts: dict[str, int], waiting: int, recy
     if counts[RowStatus.REJECTED] or counts[RowStatus.FAILED] or counts[RowStatus.UNKNOWN]:
         return "Finished. Fix the rows in the errors file and re-upload them, or leave them."
     return "Finished: every lead was called or skipped."
-
-
-def _timeline(calls: pl.DataFrame) -> tuple[pl.DataFrame, str, int]:
-    """Calls placed per bucket, the bucket chosen by how long the campaign has lasted."""
-    times = calls.select(stamp_to_time("placed_at").alias("at")).drop_nulls()
-    if times.is_empty():
-        return pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC"), "calls": pl.UInt32}), "minute", 60
-    span = timedelta(
-        seconds=times.select((pl.col("at").max() - pl.col("at").min()).dt.total_seconds()).item()
-    )
-    name, every, seconds = next(((n, e, s) for limit, n, e, s in BUCKETS if span <= limit), HOUR)
-    grouped = times.group_by(pl.col("at").dt.truncate(every).alias("bucket")).len("calls").sort("bucket")
-    return grouped, name, seconds
 
 
 def _spans(runs: list[dict[str, Any]]) -> list[tuple[datetime, datetime]]:

@@ -40,8 +40,8 @@ class Record:
     """What the checkpoint holds about a campaign, read at one moment."""
 
     states: pl.DataFrame  # one row per lead ever claimed
-    calls: pl.DataFrame  # one row per call (a lead called again has several)
-    payloads: pl.DataFrame  # every outcome payload received
+    calls: pl.DataFrame  # one row per call (a lead called again has several); with [outcomes]
+    payloads: pl.DataFrame  # every outcome payload received; with [outcomes]
     pauses: pl.DataFrame  # every pause the API imposed
 
     @classmethod
@@ -54,17 +54,21 @@ class Record:
         )
 
     @classmethod
-    def read(cls, checkpoint: Checkpoint) -> Record:
+    def read(cls, checkpoint: Checkpoint, settings: Settings) -> Record:
+        """Calls and payloads only matter with [outcomes]: without it they are not read at all."""
+        if settings.outcomes is None:
+            empty = cls.empty()
+            return cls(checkpoint.states(), empty.calls, empty.payloads, checkpoint.pauses())
         return cls(checkpoint.states(), checkpoint.calls(), checkpoint.payloads(), checkpoint.pauses())
 
 
-def existing_record(path: Path) -> Record:
+def existing_record(settings: Settings) -> Record:
     """The checkpoint's record, read-only; empty when the campaign has not run yet."""
-    if not path.exists():
+    if not settings.checkpoint_path.exists():
         return Record.empty()
-    checkpoint = Checkpoint.open_readonly(path)
+    checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
-        return Record.read(checkpoint)
+        return Record.read(checkpoint, settings)
     finally:
         checkpoint.close()
 
@@ -83,15 +87,21 @@ class OutcomeView:
         return self.latest.select("key", *self.reading.columns)
 
 
-def outcome_view(settings: Settings, record: Record, now: datetime) -> OutcomeView | None:
-    """None for a campaign without [outcomes]."""
+def outcome_view(
+    settings: Settings, record: Record, now: datetime, table: LeadTable | None = None
+) -> OutcomeView | None:
+    """None for a campaign without [outcomes]. With the lead table, only leads it still lets be
+    called (not rejected, skipped or on the do-not-call list now) can be due again."""
     if settings.outcomes is None:
         return None
     reading = Reading.of(settings.outcomes)
     leads = record.states.select("key", "reference_id")
     found = outcomes_of_calls(record.payloads, record.calls, leads, reading)
     latest = with_silence(latest_calls(found.calls), settings.recycle, now)
-    recycling = plan(latest, record.states, settings.recycle, now) if settings.recycle else None
+    callable_keys = table.dialable().select(pl.col(KEY).alias("key")) if table is not None else None
+    recycling = (
+        plan(latest, record.states, settings.recycle, now, callable_keys) if settings.recycle else None
+    )
     return OutcomeView(reading, latest, found.unmatched, recycling)
 
 

@@ -17,6 +17,7 @@ from dialer.errors import DialerError
 from dialer.export import build_results, status_counts
 from dialer.gate import HoursReport, calling_hours_report, utc_now
 from dialer.lead_state import Status
+from dialer.leads import LeadTable
 from dialer.outcomes import STATUS
 from dialer.selection import OutcomeView, Record, existing_states, leads_to_dial, load_table, outcome_view
 from dialer.timestamps import iso_utc
@@ -90,24 +91,28 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
     """Counts per status, the runs so far, the most common errors."""
     checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
-        record = Record.read(checkpoint)
+        record = Record.read(checkpoint, settings)
         runs = checkpoint.runs()
         meta = checkpoint.meta()
     finally:
         checkpoint.close()
     states = record.states
-    view = outcome_view(settings, record, (clock or utc_now)())
+    now = (clock or utc_now)()
     hours: HoursReport | None = None
     try:
-        table = load_table(settings, clock=clock)
+        table: LeadTable | None = load_table(settings, clock=clock)
+    except (DialerError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        # status must work even if the list moved or no longer reads
+        table = None
+        logs.get_logger().warning("lead_list_unavailable", error=str(exc))
+    view = outcome_view(settings, record, now, table)
+    if table is not None:
         counts = status_counts(build_results(table, states, view.columns() if view else None))
         hours = calling_hours_report(
             settings, leads_to_dial(table, states, frozenset({Status.PENDING})), clock
         )
-    except (DialerError, OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        # status must work even if the list moved or no longer reads
+    else:
         counts = {s: int(n) for s, n in states["status"].value_counts().iter_rows()}
-        logs.get_logger().warning("lead_list_unavailable", error=str(exc))
     errors = (
         states.filter(pl.col("status").is_in([Status.FAILED.value, Status.UNKNOWN.value]))
         .group_by("error")
