@@ -29,8 +29,6 @@ from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, cla
 from dialer.outcomes import Delivery
 from dialer.timestamps import utc_now
 
-_FETCH_ROWS = 100_000  # rows turned into Python tuples at a time when reading states
-
 STATE_SCHEMA: Mapping[str, pl.DataType] = {
     "key": pl.String(),
     "phone": pl.String(),
@@ -203,12 +201,10 @@ class Checkpoint:
         return cursor.rowcount
 
     def states(self) -> pl.DataFrame:
-        """Every lead the checkpoint knows, as a frame (one query, no per-row objects kept)."""
-        cursor = self._db.execute(f"SELECT {', '.join(STATE_SCHEMA)} FROM leads")
-        chunks = [self.empty_states()]
-        while rows := cursor.fetchmany(_FETCH_ROWS):
-            chunks.append(pl.DataFrame(rows, schema=STATE_SCHEMA, orient="row"))
-        return pl.concat(chunks, rechunk=True)
+        """Every lead the checkpoint knows, as a frame (no per-row objects kept)."""
+        return outcome_store.read_frame(
+            self._db, f"SELECT {', '.join(STATE_SCHEMA)} FROM leads", STATE_SCHEMA
+        )
 
     @staticmethod
     def empty_states() -> pl.DataFrame:

@@ -7,7 +7,6 @@ from a file or an e-mail attachment with no network. Written atomically, 0600, l
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.exits import meaning_of
 from dialer.export import build_results
-from dialer.leads import INTERNAL, LeadTable
+from dialer.leads import LeadTable
 from dialer.outputs import write_text_atomic
 from dialer.report_data import History, ReportData, gather
 from dialer.selection import OutcomeView, Record, load_table, outcome_view
@@ -107,9 +106,5 @@ def report_campaign(settings: Settings, path: Path | None, clock: Callable[[], d
         finally:
             checkpoint.close()
     view = outcome_view(settings, record, now, table)
-    # the counts need the dialer's columns only: leave the list's own columns out of this frame
-    narrow = replace(
-        table, frame=table.frame.select(c for c in INTERNAL if c in table.frame.columns), input_columns=[]
-    )
-    results = build_results(narrow, record.states, view.columns() if view else None)
+    results = build_results(table.verdicts_only(), record.states, view.columns() if view else None)
     return write_report(settings, table, record, results, view, history, now, path)

@@ -112,6 +112,7 @@ def gather(
     history: History,
     now: datetime,
 ) -> ReportData:
+    table = table.verdicts_only(settings.leads.columns.timezone)  # zones need the tz cell, nothing else
     counts = {status.value: 0 for status in ROW_STATUSES}
     counts.update({s: int(n) for s, n in results[RESULT_STATUS].value_counts().iter_rows()})
     called = counts[RowStatus.PLACED] + counts[RowStatus.FAILED] + counts[RowStatus.UNKNOWN]
