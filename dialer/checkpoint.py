@@ -190,9 +190,9 @@ class Checkpoint:
         with self._transaction():
             # each may have rung: it counts as a call (and is never recycled, being unknown)
             self._db.execute(
-                "INSERT INTO calls(key, call_id, placed_at, run_id, status)"
-                " SELECT key, NULL, ?, run_id, ? FROM leads WHERE status = ?",
-                (now, Status.UNKNOWN, Status.IN_FLIGHT),
+                "INSERT INTO calls(key, call_id, claimed_at, placed_at, run_id, status)"
+                " SELECT key, NULL, coalesce(claimed_at, ?), ?, run_id, ? FROM leads WHERE status = ?",
+                (now, now, Status.UNKNOWN, Status.IN_FLIGHT),
             )
             cursor = self._db.execute(
                 "UPDATE leads SET status = ?, error = ?, updated_at = ?, calls = calls + 1 WHERE status = ?",
@@ -318,16 +318,18 @@ class RunWriter:
         await self._commits.aclose()
 
 
+# The claim's time is kept (claimed_at): a call rings from then on, whatever time its answer is
+# recorded, so an outcome posted in between is matched to it (outcomes.attach).
 _CLAIM_SQL = (
-    "INSERT INTO leads(key, phone, reference_id, status, attempts, updated_at, run_id)"
-    " VALUES (?, ?, ?, 'in_flight', 0, ?, ?)"
+    "INSERT INTO leads(key, phone, reference_id, status, attempts, updated_at, run_id, claimed_at)"
+    " VALUES (?, ?, ?, 'in_flight', 0, ?, ?, ?)"
     " ON CONFLICT(key) DO UPDATE SET status = 'in_flight', error = NULL, http_status = NULL,"
-    " updated_at = excluded.updated_at, run_id = excluded.run_id"
+    " updated_at = excluded.updated_at, run_id = excluded.run_id, claimed_at = excluded.claimed_at"
     " WHERE leads.status IN ({sources})"
 )
 _RECYCLE_CLAIM_SQL = (
-    "UPDATE leads SET status = 'in_flight', error = NULL, http_status = NULL, updated_at = ?, run_id = ?"
-    " WHERE key = ? AND status = 'placed' AND calls = ?"
+    "UPDATE leads SET status = 'in_flight', error = NULL, http_status = NULL, updated_at = ?, run_id = ?,"
+    " claimed_at = ? WHERE key = ? AND status = 'placed' AND calls = ?"
 )
 _RESULT_SQL = (
     "UPDATE leads SET status = ?, call_id = coalesce(?, call_id), error = ?, http_status = ?,"
@@ -338,8 +340,8 @@ _RELEASE_SQL = (
     "UPDATE leads SET status = ?, updated_at = ? WHERE key = ? AND status = 'in_flight' AND calls > 0"
 )
 _CALL_SQL = (
-    "INSERT INTO calls(key, call_id, placed_at, run_id, status)"
-    " SELECT key, ?, ?, run_id, ? FROM leads WHERE key = ?"
+    "INSERT INTO calls(key, call_id, claimed_at, placed_at, run_id, status)"
+    " SELECT key, ?, coalesce(claimed_at, ?), ?, run_id, ? FROM leads WHERE key = ?"
 )
 # A lead that leaves in_flight in one of these may have rung: it is a call.
 _CALLED = frozenset({Status.PLACED, Status.UNKNOWN})
@@ -353,11 +355,13 @@ def _apply_claim(db: sqlite3.Connection, *, claim: Claim, run_id: int, sources: 
     """
     if claim.recycle_of_calls is not None:
         check_move(Status.PLACED, Status.IN_FLIGHT, recycle=True)
-        cursor = db.execute(_RECYCLE_CLAIM_SQL, (utc_now(), run_id, claim.key, claim.recycle_of_calls))
+        now = utc_now()
+        cursor = db.execute(_RECYCLE_CLAIM_SQL, (now, run_id, now, claim.key, claim.recycle_of_calls))
     else:
         ordered = sorted(sources)
         sql = _CLAIM_SQL.format(sources=", ".join("?" * len(ordered)))
-        cursor = db.execute(sql, (claim.key, claim.phone, claim.reference_id, utc_now(), run_id, *ordered))
+        now = utc_now()
+        cursor = db.execute(sql, (claim.key, claim.phone, claim.reference_id, now, run_id, now, *ordered))
     if cursor.rowcount != 1:
         row = db.execute("SELECT status, calls FROM leads WHERE key = ?", (claim.key,)).fetchone()
         state = f"{row[0]} after {row[1]} calls" if row else "absent"
@@ -387,6 +391,6 @@ def _apply_result(db: sqlite3.Connection, *, result: Result) -> None:
             ),
         )
         if cursor.rowcount == 1 and called:
-            db.execute(_CALL_SQL, (result.call_id, now, result.status, result.key))
+            db.execute(_CALL_SQL, (result.call_id, now, now, result.status, result.key))
     if cursor.rowcount != 1:
         raise IllegalMove(f"lead {result.key!r} is not in flight; its outcome was refused")

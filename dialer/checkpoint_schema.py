@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS leads (
     attempts INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
     run_id INTEGER,
-    calls INTEGER NOT NULL DEFAULT 0
+    calls INTEGER NOT NULL DEFAULT 0,
+    claimed_at TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS calls (
     id INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     call_id TEXT,
+    claimed_at TEXT NOT NULL,
     placed_at TEXT NOT NULL,
     run_id INTEGER,
     status TEXT NOT NULL
@@ -82,10 +84,12 @@ CREATE INDEX IF NOT EXISTS payloads_by_reference_id ON payloads(reference_id);
 
 _UPGRADE_FROM_1 = """
 ALTER TABLE leads ADD COLUMN calls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE leads ADD COLUMN claimed_at TEXT;
 ALTER TABLE runs ADD COLUMN sent INTEGER;
 ALTER TABLE runs ADD COLUMN placed INTEGER;
-INSERT INTO calls(key, call_id, placed_at, run_id, status)
-    SELECT key, call_id, updated_at, run_id, status FROM leads WHERE status IN ('placed', 'unknown');
+INSERT INTO calls(key, call_id, claimed_at, placed_at, run_id, status)
+    SELECT key, call_id, updated_at, updated_at, run_id, status FROM leads
+    WHERE status IN ('placed', 'unknown');
 UPDATE leads SET calls = 1 WHERE status IN ('placed', 'unknown');
 """
 

@@ -19,6 +19,7 @@ CALLS_SCHEMA: Mapping[str, pl.DataType] = {
     "id": pl.Int64(),
     "key": pl.String(),
     "call_id": pl.String(),
+    "claimed_at": pl.String(),
     "placed_at": pl.String(),
     "status": pl.String(),
 }
@@ -38,7 +39,9 @@ _FETCH_ROWS = 20_000
 
 
 def read_calls(db: sqlite3.Connection) -> pl.DataFrame:
-    return read_frame(db, "SELECT id, key, call_id, placed_at, status FROM calls ORDER BY id", CALLS_SCHEMA)
+    return read_frame(
+        db, "SELECT id, key, call_id, claimed_at, placed_at, status FROM calls ORDER BY id", CALLS_SCHEMA
+    )
 
 
 def read_payloads(db: sqlite3.Connection) -> pl.DataFrame:
@@ -99,7 +102,7 @@ def awaiting(db: sqlite3.Connection) -> int:
         "SELECT count(*) FROM leads l WHERE l.status = 'placed' AND NOT EXISTS ("
         " SELECT 1 FROM payloads p WHERE p.call_id = l.call_id"
         "  OR (p.reference_id = l.reference_id"
-        "      AND p.received_at >= (SELECT max(placed_at) FROM calls c WHERE c.key = l.key)))"
+        "      AND p.received_at >= (SELECT max(claimed_at) FROM calls c WHERE c.key = l.key)))"
     ).fetchone()
     return int(row[0])
 

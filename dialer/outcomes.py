@@ -189,9 +189,10 @@ def attach(extracted: pl.DataFrame, calls: pl.DataFrame, leads: pl.DataFrame) ->
         .filter(pl.col("n") == 1)
         .drop("n")
     )
-    # by referenceId: that lead's last call placed before the payload arrived, never a later one
-    # (an outcome for an earlier call must not settle a call made since)
-    placed = calls.select("key", pl.col("id").alias("by_ref"), stamp_to_time("placed_at").alias("at")).sort(
+    # by referenceId: that lead's last call made (claimed) before the payload arrived, never a
+    # later one: an outcome for an earlier call must not settle a call made since; and a call
+    # rings from its claim on, so an outcome posted before its answer was recorded is still its
+    made = calls.select("key", pl.col("id").alias("by_ref"), stamp_to_time("claimed_at").alias("at")).sort(
         "at"
     )
     by_ref = (
@@ -199,9 +200,7 @@ def attach(extracted: pl.DataFrame, calls: pl.DataFrame, leads: pl.DataFrame) ->
         .join(unique_refs, on="reference_id", how="inner")
         .select("payload_id", "key", stamp_to_time("received_at").alias("at"))
         .sort("at")
-        .join_asof(
-            placed, on="at", by="key", strategy="backward", check_sortedness=False
-        )  # both sorted above
+        .join_asof(made, on="at", by="key", strategy="backward", check_sortedness=False)  # sorted above
         .select("payload_id", "by_ref")
     )
     return (

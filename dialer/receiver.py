@@ -105,12 +105,10 @@ class Receiver:
         self.stored += 1
         if logs.enabled_for("debug"):
             matched = self._reader.knows(received)
-            logs.get_logger().debug(
-                "outcome_received" if matched else "outcome_unmatched",
-                call_id=received.call_id,
-                # keys only, never values: enough to write the [outcomes] paths, nothing personal
-                keys=None if matched else sorted(set(key_paths(payload))),
-            )
+            if matched:
+                logs.get_logger().debug("outcome_received", call_id=received.call_id)
+            else:  # keys only, never values: enough to write the [outcomes] paths, nothing personal
+                logs.get_logger().debug("outcome_unmatched", keys=sorted(set(key_paths(payload))))
         return _answer(200, "stored")
 
 

@@ -155,3 +155,155 @@ class ForwardingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+# -- outcomes and recycling: the receiver as a real process, the config that brings outcomes back
+# (imports inside the functions: this section is appended to a module others edit at the top)
+
+OUTCOMES_TOKEN = "outcomes-token-4d7e1a90c3b2f865"
+OUTCOMES_ENV = {"KYZO_OUTCOMES_TOKEN": OUTCOMES_TOKEN}
+OUTCOMES_PATH = "/kyzo/outcomes"
+OUTCOME_FIELDS = {"duration_s": "duration", "sentiment": "analysis.sentiment", "budget": "extracted.budget"}
+OUTCOME_TOOLS: list[dict[str, Any]] = [
+    {"tool_type": "sentiment", "execution_order": 0, "args": {"language": "English"}},
+    {
+        "tool_type": "custom_field_extraction",
+        "execution_order": 1,
+        "args": {"fields": [{"fieldName": "budget", "fieldDescription": "Budget", "fieldType": "number"}]},
+    },
+]
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (127.0.0.1 only)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_outcomes_config(
+    folder: Path,
+    base_url: str,
+    leads: Path,
+    port: int,
+    *,
+    outcomes: Mapping[str, Any] | None = None,
+    leads_table: Mapping[str, Any] | None = None,
+    **tables: Any,
+) -> Path:
+    """The standard campaign with [outcomes] on 127.0.0.1:`port` (token from the environment),
+    the sentiment and budget tools, and OUTCOME_FIELDS; `outcomes` is merged over that table,
+    `leads_table` over [leads] (`leads` itself is the lead list's path)."""
+    table = {
+        "public_url": f"http://127.0.0.1:{port}{OUTCOMES_PATH}",
+        "listen": f"127.0.0.1:{port}",
+        "token": "${env:KYZO_OUTCOMES_TOKEN}",
+        "fields": dict(OUTCOME_FIELDS),
+        **(outcomes or {}),
+    }
+    document = campaign_tables(
+        base_url=base_url, leads=leads, folder=folder, tools=OUTCOME_TOOLS, outcomes=table, **tables
+    )
+    document["leads"].update(leads_table or {})
+    document["output"]["report"] = str(folder / "report.html")  # not ./out of whoever runs the tests
+    return write_campaign(folder / "campaign.toml", document)
+
+
+def stored_payloads(checkpoint: Path) -> list[dict[str, Any]]:
+    """The outcome payloads the checkpoint holds, as stored, in arrival order (read-only)."""
+    import sqlite3
+
+    if not checkpoint.exists():
+        return []
+    db = sqlite3.connect(f"{checkpoint.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [json.loads(body) for (body,) in db.execute("SELECT body FROM payloads ORDER BY id")]
+    finally:
+        db.close()
+
+
+def post_outcome(
+    port: int, payload: Any = None, *, token: str | None = OUTCOMES_TOKEN, content: bytes | None = None
+) -> httpx.Response:
+    """POST to the receiver as Kyzo's webhook tool would: `payload` as JSON (or raw `content`)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    body = json.dumps(payload).encode() if content is None else content
+    url = f"http://127.0.0.1:{port}{OUTCOMES_PATH}"
+    return httpx.post(url, content=body, headers=headers, timeout=10, trust_env=False)
+
+
+class Collector:
+    """`dialer collect CONFIG --listen 127.0.0.1:PORT` as a real process, its output read as it comes."""
+
+    def __init__(
+        self, config: Path, port: int, *, log_level: str = "info", env: Mapping[str, str] | None = None
+    ) -> None:
+        import threading
+        import time
+
+        self.port = port
+        args = ["--log-level", log_level, "collect", str(config), "--listen", f"127.0.0.1:{port}"]
+        self.process = dialer_subprocess(args, env={**OUTCOMES_ENV, **(env or {})})
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=_read_lines, args=(self.process.stdout, self.stdout), daemon=True),
+            threading.Thread(target=_read_lines, args=(self.process.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        deadline = time.monotonic() + 20
+        while not any(line.startswith("collecting outcomes on") for line in self.stdout):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"dialer collect did not start: {self.stdout} {self.stderr}")
+            time.sleep(0.01)
+
+    def stop(self, sig: int | None = None) -> int:
+        """Signal it (SIGTERM by default: a clean stop; SIGKILL: a crash), wait; its exit code."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM if sig is None else sig)
+        code = self.process.wait(timeout=20)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+        return code
+
+    def kill(self) -> int:
+        import signal
+
+        return self.stop(signal.SIGKILL)
+
+    def logs(self) -> list[dict[str, Any]]:
+        return json_logs("\n".join(self.stderr))
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _read_lines(stream: Any, lines: list[str]) -> None:
+    for line in iter(stream.readline, ""):
+        lines.append(line.rstrip("\n"))
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll `condition` until it returns something truthy (returned); AssertionError after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+    return value
