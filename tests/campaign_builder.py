@@ -65,6 +65,7 @@ def campaign_tables(
             "path": str(folder / f"results{results_suffix}"),
             "errors_path": str(folder / f"errors{results_suffix}"),
             "checkpoint": str(folder / "checkpoint.db"),
+            "report": str(folder / "report.html"),
         },
     }
     document["limits"].update(limits or {})

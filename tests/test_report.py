@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from campaign_builder import campaign_tables, write_campaign
 from conftest import KyzoServer
 from helpers import (
     OUTCOMES_ENV,
@@ -21,7 +22,6 @@ from helpers import (
     lead_rows,
     run_cli,
     settings_for,
-    write_config,
     write_leads,
     write_outcomes_config,
 )
@@ -202,7 +202,9 @@ def test_report_without_a_run_says_what_to_do(
 ) -> None:
     """Before any run the report still opens, at out/<campaign>.report.html, and says what to do first."""
     leads = write_leads(tmp_path / "leads.csv", lead_rows(5))
-    config = write_config(tmp_path, kyzo.base_url, leads)
+    tables = campaign_tables(base_url=kyzo.base_url, leads=leads, folder=tmp_path)
+    del tables["output"]["report"]  # the default, out/<campaign>.report.html, is what is tested
+    config = write_campaign(tmp_path / "campaign.toml", tables)
     monkeypatch.chdir(tmp_path)
 
     result = run_cli(["report", str(config)])
