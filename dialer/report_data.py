@@ -91,6 +91,7 @@ class ReportData:
     bucket_s: int
     rate_per_bucket: float  # the configured rate, in calls per bucket
     runs: list[RunRow]
+    runs_more: int  # earlier runs not in the table
     run_spans: list[tuple[datetime, datetime]]
     pauses: pl.DataFrame  # at (datetime), seconds
     reasons: list[ReasonGroup]
@@ -153,6 +154,7 @@ def gather(
         bucket_s=history.bucket_s,
         rate_per_bucket=per_second * history.bucket_s,
         runs=[_run_row(run) for run in runs[-MAX_ROWS:]],
+        runs_more=max(0, len(runs) - MAX_ROWS),
         run_spans=_spans(runs),
         pauses=record.pauses.select(stamp_to_time("at").alias("at"), "seconds")
         if record.pauses.height

@@ -62,7 +62,8 @@ def receiver() -> Iterator[_Receiver]:
 def test_run_end_is_posted_once_without_personal_data(
     kyzo: KyzoServer, receiver: _Receiver, tmp_path: Path
 ) -> None:
-    """[notify] posts one summary with a Slack `text`, counts and exit code; no phone, name or key."""
+    """[notify] posts one summary with a Slack `text`, counts, exit code and the report's path; no phone,
+    name or key."""
     rows = lead_rows(4)
     rows[0]["phone"] = "bad"
     leads = write_leads(tmp_path / "leads.csv", rows)
@@ -78,6 +79,9 @@ def test_run_end_is_posted_once_without_personal_data(
     assert post["counts"]["rejected"] == 1
     assert "test-campaign" in post["text"]
     assert str(tmp_path / "results.csv") in post["text"]
+    assert f"report: {tmp_path / 'report.html'}" in post["text"]  # the page people open
+    assert post["report_path"] == str(tmp_path / "report.html")
+    assert (tmp_path / "report.html").exists()
     body = json.dumps(post)
     for row in rows:
         assert row["phone"] not in body
