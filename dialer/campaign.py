@@ -194,7 +194,7 @@ def _run_with_checkpoint(
     record = Record.read(checkpoint, settings)
     view = outcome_view(settings, record, options.now(), table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
-    todo = leads_to_dial(table, record.states, options.claimable, due)
+    todo = leads_to_dial(table, record.states, options.claimable, due, spec.needed_columns())
     log.info(
         "run_start",
         campaign=settings.campaign.name,
@@ -382,7 +382,7 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec, options: R
     now = options.now()
     view = outcome_view(settings, record, now, table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
-    todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due)
+    todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due, spec.needed_columns())
     built = sum(1 for _ in iter_requests(todo, spec))
     written = write_outputs(settings, table, record, now)
     report = DispatchReport()

@@ -21,13 +21,27 @@ OUTPUT_COLUMNS = (STATUS, CALL_ID, ERROR, HTTP_STATUS, ATTEMPTS, UPDATED_AT, CAL
 def build_results(
     table: LeadTable, states: pl.DataFrame, outcomes: pl.DataFrame | None = None
 ) -> pl.DataFrame:
+    return results_plan(table, states, outcomes).collect()
+
+
+def count_statuses(
+    table: LeadTable, states: pl.DataFrame, outcomes: pl.DataFrame | None = None
+) -> dict[str, int]:
+    """The counts per status of the results, without building the rest of them (polars reads only
+    the columns the status needs)."""
+    return status_counts(results_plan(table, states, outcomes).select(STATUS).collect())
+
+
+def results_plan(
+    table: LeadTable, states: pl.DataFrame, outcomes: pl.DataFrame | None = None
+) -> pl.LazyFrame:
     """Join the input rows with the checkpoint; the verdict of this run's validation wins,
     except over a call already made: a row edited into a rejection or added to the
     do-not-call list after its call keeps its status and callId (nothing is lost).
 
     `outcomes` (with [outcomes]): per lead `key`, the outcome columns of its latest call.
     """
-    checkpoint = states.select(
+    checkpoint = states.lazy().select(
         pl.col("key").alias("__ck_key"),
         pl.col("status").alias("__ck_status"),
         pl.col("call_id").alias("__ck_call_id"),
@@ -37,12 +51,14 @@ def build_results(
         pl.col("updated_at").alias("__ck_updated"),
         pl.col("calls").alias("__ck_calls"),
     )
-    joined = table.frame.join(
+    joined = table.frame.lazy().join(
         checkpoint, left_on=LOOKUP, right_on="__ck_key", how="left", maintain_order="left"
     )
     outcome_columns = [c for c in outcomes.columns if c != "key"] if outcomes is not None else []
     if outcomes is not None:
-        joined = joined.join(outcomes, left_on=LOOKUP, right_on="key", how="left", maintain_order="left")
+        joined = joined.join(
+            outcomes.lazy(), left_on=LOOKUP, right_on="key", how="left", maintain_order="left"
+        )
     pre = pl.col(PRE_STATUS).is_not_null()
     called = pl.col("__ck_status").is_in([Status.PLACED.value, Status.UNKNOWN.value, Status.IN_FLIGHT.value])
     # One row carries an earlier call: the valid row with that key if there is one, else the

@@ -32,6 +32,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def zone_inputs(settings: Settings) -> list[str]:
+    """The columns a lead's zones are read from: its number, and its tz cell when the list has one."""
+    column = settings.leads.columns.timezone
+    return [PHONE, column] if column else [PHONE]
+
+
 def _zone_column(settings: Settings) -> pl.Expr:
     column = settings.leads.columns.timezone
     return pl.col(column) if column else pl.lit(None, dtype=pl.String)
@@ -43,7 +49,7 @@ def reject_never_open(settings: Settings, table: LeadTable, now: datetime) -> Le
     assert hours is not None
     window = Window(hours)
     zone = _zone_column(settings).fill_null("").alias("__zone")
-    pairs = table.dialable().select(pl.col(PHONE), zone).unique()
+    pairs = table.dialable(*zone_inputs(settings)).select(pl.col(PHONE), zone).unique()
     verdicts: dict[tuple[str, ...], bool] = {}  # per zone set: a list has few distinct ones
     closed: list[tuple[str, str]] = []
     for phone, cell in pairs.iter_rows():

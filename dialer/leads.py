@@ -44,8 +44,14 @@ class LeadTable:
     input_columns: list[str]
     path: Path
 
-    def dialable(self) -> pl.DataFrame:
-        return self.frame.filter(pl.col(PRE_STATUS).is_null())
+    def dialable(self, *columns: str) -> pl.DataFrame:
+        """The rows a run may call; only `columns` of them when given (a copy of all would cost
+        the whole list's memory again)."""
+        rows = self.frame.lazy().filter(pl.col(PRE_STATUS).is_null())
+        return (rows.select(list(dict.fromkeys(columns))) if columns else rows).collect()
+
+    def count_dialable(self) -> int:
+        return int(self.frame.select(pl.col(PRE_STATUS).is_null().sum()).item())
 
     @property
     def rows(self) -> int:

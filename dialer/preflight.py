@@ -82,11 +82,11 @@ def validate_campaign(
     table = load_table(settings, clock=clock)
     spec = RequestSpec.build(settings, table.input_columns)
     states = existing_states(settings.checkpoint_path)
-    todo = leads_to_dial(table, states, frozenset({Status.PENDING}))
-    dialable = table.dialable()
+    todo = leads_to_dial(table, states, frozenset({Status.PENDING}), columns=spec.needed_columns())
     groups = rejected_summary(table)
-    already = dialable.height - todo.height
+    already = table.count_dialable() - todo.height
     if already:
+        dialable = table.dialable(ROW, KEY)
         done_rows = dialable.join(todo.select(KEY), on=KEY, how="anti")[ROW].head(EXAMPLE_ROWS).to_list()
         groups.append(
             ReasonGroup("done", "already handled in this campaign's checkpoint", already, done_rows)

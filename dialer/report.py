@@ -18,7 +18,7 @@ from dialer import report_charts
 from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.exits import meaning_of
-from dialer.export import build_results
+from dialer.export import STATUS, results_plan
 from dialer.leads import LeadTable
 from dialer.outputs import write_text_atomic
 from dialer.report_data import History, ReportData, gather
@@ -106,5 +106,6 @@ def report_campaign(settings: Settings, path: Path | None, clock: Callable[[], d
         finally:
             checkpoint.close()
     view = outcome_view(settings, record, now, table)
-    results = build_results(table.verdicts_only(), record.states, view.columns() if view else None)
+    # the counts are all the report takes from the results: polars builds only the status column
+    results = results_plan(table, record.states, view.columns() if view else None).select(STATUS).collect()
     return write_report(settings, table, record, results, view, history, now, path)

@@ -19,7 +19,7 @@ from dialer import logs
 from dialer.config import Settings
 from dialer.config_schema import NO_OUTCOME
 from dialer.export import STATUS as RESULT_STATUS
-from dialer.gate import ZoneWait, waiting_by_zone
+from dialer.gate import ZoneWait, waiting_by_zone, zone_inputs
 from dialer.lead_state import ROW_STATUSES, RowStatus, Status
 from dialer.leads import LeadTable
 from dialer.outcomes import FIELD_PREFIX, STATUS
@@ -117,8 +117,8 @@ def gather(
     counts = {status.value: 0 for status in ROW_STATUSES}
     counts.update({s: int(n) for s, n in results[RESULT_STATUS].value_counts().iter_rows()})
     called = counts[RowStatus.PLACED] + counts[RowStatus.FAILED] + counts[RowStatus.UNKNOWN]
-    dialable = table.dialable().height
-    todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}))
+    dialable = table.count_dialable()
+    todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), columns=zone_inputs(settings))
     zones = waiting_by_zone(settings, todo, lambda: now)
     waiting = sum(zone.leads for zone in zones if zone.opens != "open now")
     received = _received(view) if view is not None else None

@@ -3,7 +3,7 @@ received, and from these, which leads a run would dial (first calls, then calls 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ from dialer.do_not_call import load_do_not_call
 from dialer.gate import reject_never_open, utc_now
 from dialer.lead_files import load_lead_list
 from dialer.lead_state import SETTLED, Status
-from dialer.leads import KEY, RECYCLE_OF_CALLS, ROW, LeadTable, prepare
+from dialer.leads import KEY, PRE_STATUS, RECYCLE_OF_CALLS, ROW, LeadTable, prepare
 from dialer.outcome_store import CALLS_SCHEMA, PAUSES_SCHEMA, PAYLOADS_SCHEMA
 from dialer.outcomes import Reading, latest_calls, outcomes_of_calls
 from dialer.recycle import RecyclePlan, plan, with_silence
@@ -98,7 +98,7 @@ def outcome_view(
     leads = record.states.select("key", "reference_id")
     found = outcomes_of_calls(record.payloads, record.calls, leads, reading)
     latest = with_silence(latest_calls(found.calls), settings.recycle, now)
-    callable_keys = table.dialable().select(pl.col(KEY).alias("key")) if table is not None else None
+    callable_keys = table.dialable(KEY).rename({KEY: "key"}) if table is not None else None
     recycling = (
         plan(latest, record.states, settings.recycle, now, callable_keys) if settings.recycle else None
     )
@@ -106,30 +106,35 @@ def outcome_view(
 
 
 def leads_to_dial(
-    table: LeadTable, states: pl.DataFrame, claimable: frozenset[Status], due: pl.DataFrame | None = None
+    table: LeadTable,
+    states: pl.DataFrame,
+    claimable: frozenset[Status],
+    due: pl.DataFrame | None = None,
+    columns: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Dialable rows not yet settled (first calls), then those due to be called again.
 
     `due` (key, calls) comes from the recycling plan; those rows carry RECYCLE_OF_CALLS, the
     call count the claim will insist on, so a lead called meanwhile is not called twice.
+    With `columns`, only those (and the row and key) are kept: what the caller will read.
     """
     settled_statuses = [s.value for s in (SETTLED - claimable)] + [Status.IN_FLIGHT.value]
-    settled = states.filter(pl.col("status").is_in(settled_statuses))
-    dialable = table.dialable()
-    first = dialable.join(
-        settled.select("key"), left_on=KEY, right_on="key", how="anti", maintain_order="left"
-    )
+    settled = states.lazy().filter(pl.col("status").is_in(settled_statuses)).select("key")
+    dialable = table.frame.lazy().filter(pl.col(PRE_STATUS).is_null())
+    if columns:
+        dialable = dialable.select(list(dict.fromkeys([ROW, KEY, *columns])))
+    first = dialable.join(settled, left_on=KEY, right_on="key", how="anti", maintain_order="left")
     if due is None or due.is_empty():
-        return first
+        return first.collect()
     again = dialable.join(
-        due.select(pl.col("key"), pl.col("calls").alias(RECYCLE_OF_CALLS)),
+        due.lazy().select(pl.col("key"), pl.col("calls").alias(RECYCLE_OF_CALLS)),
         left_on=KEY,
         right_on="key",
         how="inner",
         maintain_order="left",
     )
-    first = first.with_columns(pl.lit(None, dtype=again[RECYCLE_OF_CALLS].dtype).alias(RECYCLE_OF_CALLS))
-    return pl.concat([first, again]).sort(ROW)
+    first = first.with_columns(pl.lit(None, dtype=due["calls"].dtype).alias(RECYCLE_OF_CALLS))
+    return pl.concat([first, again]).sort(ROW).collect()
 
 
 def existing_states(path: Path) -> pl.DataFrame:

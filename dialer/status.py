@@ -14,8 +14,8 @@ from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.config_schema import NO_OUTCOME
 from dialer.errors import DialerError
-from dialer.export import build_results, status_counts
-from dialer.gate import HoursReport, calling_hours_report, utc_now
+from dialer.export import count_statuses
+from dialer.gate import HoursReport, calling_hours_report, utc_now, zone_inputs
 from dialer.lead_state import Status
 from dialer.leads import LeadTable
 from dialer.outcomes import STATUS
@@ -107,10 +107,9 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
         logs.get_logger().warning("lead_list_unavailable", error=str(exc))
     view = outcome_view(settings, record, now, table)
     if table is not None:
-        counts = status_counts(build_results(table, states, view.columns() if view else None))
-        hours = calling_hours_report(
-            settings, leads_to_dial(table, states, frozenset({Status.PENDING})), clock
-        )
+        counts = count_statuses(table, states, view.columns() if view else None)
+        waiting = leads_to_dial(table, states, frozenset({Status.PENDING}), columns=zone_inputs(settings))
+        hours = calling_hours_report(settings, waiting, clock)
     else:
         counts = {s: int(n) for s, n in states["status"].value_counts().iter_rows()}
     errors = (
@@ -136,5 +135,5 @@ def unfinished_leads(settings: Settings) -> int | None:
     """Leads still to be called (pending, or in flight when a run died); None without the list."""
     if not settings.leads_path.exists():
         return None
-    counts = status_counts(build_results(load_table(settings), existing_states(settings.checkpoint_path)))
+    counts = count_statuses(load_table(settings), existing_states(settings.checkpoint_path))
     return counts["pending"]
