@@ -30,7 +30,7 @@ from dialer.dispatch import Dispatcher
 from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
 from dialer.errors import OutputError, ResultsNotWritten, UserError
 from dialer.exits import ExitCode
-from dialer.export import build_results, errors_only, status_counts
+from dialer.export import STATUS, build_results, errors_only, status_counts
 from dialer.gate import CallingGate, calling_gate, utc_now
 from dialer.lead_files import file_fingerprint
 from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus, Status, claimable_from
@@ -125,7 +125,7 @@ def campaign_files(settings: Settings) -> list[Path]:
 class Written:
     """What the results files were written from: kept for the report and the exit code."""
 
-    results: pl.DataFrame
+    statuses: pl.DataFrame  # the status column alone: the report needs no more of the results
     counts: dict[str, int]
     view: OutcomeView | None
 
@@ -136,7 +136,7 @@ def write_outputs(settings: Settings, table: LeadTable, record: Record, now: dat
     results = build_results(table, record.states, view.columns() if view else None)
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
-    return Written(results, status_counts(results), view)
+    return Written(results.select(STATUS), status_counts(results), view)
 
 
 def exit_code_for(
@@ -244,7 +244,7 @@ def _run_report(
     """The report at the end of every run; a report that cannot be written never changes the exit."""
     history = History(checkpoint.runs(), *checkpoint.calls_timeline())
     try:
-        return write_report(settings, table, record, written.results, written.view, history, now)
+        return write_report(settings, table, record, written.statuses, written.view, history, now)
     except OutputError as exc:
         logs.get_logger().warning("report_not_written", error=str(exc))
         return None
