@@ -44,6 +44,7 @@ class Failure(enum.Enum):
     """Transport failures, by whether the request could have reached the server."""
 
     NOT_SENT = "not sent"  # connect error/timeout, pool timeout: the body never left
+    CERTIFICATE = "certificate refused"  # TLS verification failed: nothing (not even the key) was sent
     AMBIGUOUS = "no answer"  # write/read error or timeout, dropped connection, bad response
 
 
@@ -83,6 +84,13 @@ def classify(
     """
     unknown_or_retry = Action.RETRY if retry_ambiguous else Action.UNKNOWN
     status = answer.status
+    if answer.failure is Failure.CERTIFICATE:
+        # Never retried: the same certificate fails the same way, and the whole list with it.
+        return Outcome(
+            Action.STOP,
+            f"the API's TLS certificate was refused ({answer.detail}); nothing was sent. If the API uses "
+            "a private certificate authority, point api.ca_bundle at its PEM file; else check api.base_url",
+        )
     if answer.failure is Failure.NOT_SENT:
         return Outcome(Action.RETRY, f"request not sent: {answer.detail}")
     if answer.failure is Failure.AMBIGUOUS or status is None:
@@ -269,6 +277,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 body = await response.read()
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # as httpx's own transport does: a ConnectError caused by the ssl verification error
+            raise httpx.ConnectError(str(exc), request=request) from exc.certificate_error
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc) or "connection failed", request=request) from exc
         except (aiohttp.SocketTimeoutError, TimeoutError) as exc:
@@ -377,12 +388,25 @@ class KyzoClient:
         try:
             response = await self._http.request(method, path, content=content)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            refused = _certificate_problem(exc)
+            if refused is not None:
+                return Answer(failure=Failure.CERTIFICATE, detail=refused)
             return Answer(failure=Failure.NOT_SENT, detail=_describe(exc))
         except httpx.TransportError as exc:
             return Answer(failure=Failure.AMBIGUOUS, detail=_describe(exc))
         except httpx.DecodingError as exc:
             return Answer(failure=Failure.AMBIGUOUS, detail=_describe(exc))
         return Answer(status=response.status_code, body=response.content, headers=dict(response.headers))
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """What the TLS verification said, when that is why the connection failed (either transport)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _describe(exc: Exception) -> str:

@@ -168,7 +168,7 @@ class Dispatcher:
             # cost one) and again at the moment of sending, before every attempt.
             if not self._may_call(lead):
                 return _OUTSIDE_HOURS
-            await self._limiter.acquire()
+            slot = await self._limiter.acquire()
             if self._stopping:
                 return _NOT_SENT
             if not self._may_call(lead):
@@ -191,7 +191,7 @@ class Dispatcher:
                     self.stop(StopReason.CHECKPOINT, str(exc))
                     return _NOT_CLAIMED
                 claimed = True
-            await self._limiter.admit()
+            await self._limiter.admit(slot)
             if self._stopping:
                 return _NOT_SENT
             if not self._may_call(lead):  # admit may have waited out a pause

@@ -29,6 +29,9 @@ CUT_COOLDOWN_S = 1.0
 # and a server counting by its own clock must still see at most ceil(rate) + 1 per second.
 # It costs at most 1% of the rate.
 WINDOW_S = 1.01
+# A slot missed by more than this was not missed by a busy event loop (milliseconds) but by a
+# process that stood still (SIGSTOP, a frozen container, swapping): it is booked again.
+STALL_S = 0.25
 
 
 @dataclass
@@ -61,41 +64,54 @@ class RateLimiter:
     def reserve(self) -> float:
         """Book the next slot and return how long to wait for it (pure, no sleeping)."""
         now = self.clock()
+        return self._book(now) - now
+
+    def _book(self, now: float) -> float:
         self._climb(now)
         slot = max(now, self._next_slot, self._paused_until)
         self._next_slot = slot + self.interval
-        return slot - now
+        return slot
 
     @property
     def window_cap(self) -> int:
         """Most sends allowed in any one-second window: the rate, rounded up."""
         return max(1, math.ceil(self.rate - 1e-9))
 
-    async def acquire(self) -> None:
-        """Wait for a slot; a pause that starts while we wait voids the slot booked before it.
+    async def acquire(self) -> float:
+        """Wait for a slot and return its time; a pause that starts while we wait voids the slot
+        booked before it, and so does a stall (see `admit`).
 
         Slots stay on their schedule, so a wake-up that is a little late costs nothing.
         """
         while True:
             pauses = self._pauses
-            delay = self.reserve()
-            if delay > 0:
-                await self.sleep(delay)
+            now = self.clock()
+            slot = self._book(now)
+            if slot > now:
+                await self.sleep(slot - now)
+            if self.clock() - slot > STALL_S:
+                continue  # the process stood still past its slot: book again from now
             if self._pauses == pauses or self.clock() >= self._paused_until:
-                return
+                return slot
 
-    async def admit(self) -> None:
+    async def admit(self, slot: float | None = None) -> None:
         """Call right before the request leaves: at most `window_cap` sends per sliding second.
 
         Anything between the slot and the wire (the checkpoint's commit, an event-loop stall)
         can bunch requests that left their slots on time; this bound holds on real send times.
+        A slot that passed more than STALL_S ago (the process was stopped, the VM paused) is not
+        honoured late: it is booked again from now, so a stall never becomes a catch-up burst.
         """
+        due = slot
         while True:
+            if due is not None and self.clock() - due > STALL_S:
+                due = await self.acquire()  # the moment it waited for passed long ago: book anew
             now = self.clock()
             wait = max(self._paused_until - now, self._window_wait(now))
             if wait <= 0:
                 self._released.append(now)
                 return
+            due = now + wait
             await self.sleep(wait)
 
     def _window_wait(self, now: float) -> float:

@@ -68,6 +68,12 @@ def mock_server(
             "--duplicate-rate", min=0, max=1, help="Share of outcome payloads sent twice or out of order."
         ),
     ] = 0.05,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate chain (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The private key of --tls-cert (PEM).")
+    ] = None,
     silent_rate: Annotated[
         float,
         typer.Option("--silent-rate", min=0, max=1, help="Share of calls whose outcome is never posted."),
@@ -109,6 +115,8 @@ def mock_server(
         error_after_place=error_after_place,
         seed=seed,
         outcomes=sender if outcomes else None,
+        tls_certfile=tls_cert,
+        tls_keyfile=tls_key,
     )
 
     def ready(url: str) -> None:

@@ -66,6 +66,8 @@ class ServerSettings:
     error_after_place: bool = False  # injected 5xx (not 429/503) comes after the call was placed
     seed: int | None = None
     outcomes: OutcomeSettings | None = None  # post each call's outcome to its webhook tool
+    tls_certfile: Path | None = None  # serve HTTPS with this certificate chain (PEM) ...
+    tls_keyfile: Path | None = None  # ... and its private key: production's path, tested
 
     def __post_init__(self) -> None:
         """Fail at construction rather than with a confusing answer in the middle of a run."""
@@ -79,6 +81,8 @@ class ServerSettings:
         for name in ("drop_rate", "error_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be within 0..1, got {getattr(self, name)}")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together")
         if not self.error_statuses or any(not 400 <= s <= 599 for s in self.error_statuses):
             raise ValueError(f"error_statuses must be 4xx/5xx codes, got {self.error_statuses}")
 
@@ -338,6 +342,8 @@ class _Server(uvicorn.Server):
             access_log=False,
             timeout_keep_alive=30,  # above httpx's 5 s pool expiry: the client closes idle first
             timeout_graceful_shutdown=5,
+            ssl_certfile=settings.tls_certfile,
+            ssl_keyfile=settings.tls_keyfile,
         )
         super().__init__(config)
         self.on_ready = on_ready
@@ -353,7 +359,8 @@ class _Server(uvicorn.Server):
         if self.started and self.on_ready is not None:
             host = self.config.host
             port = int(self.servers[0].sockets[0].getsockname()[1])
-            self.on_ready(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+            scheme = "https" if self.config.ssl_certfile else "http"
+            self.on_ready(f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}")
 
 
 def serve(settings: ServerSettings, on_ready: Callable[[str], None] | None = None) -> None:

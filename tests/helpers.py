@@ -82,7 +82,7 @@ def write_config(
         limits=limits,
         tools=None if tools else [],
         results_suffix=results_suffix,
-        api={"transport": transport},
+        api={"transport": transport, **tables.pop("api", {})},
         **tables,
     )
     return write_campaign(folder / "campaign.toml", document, extra)

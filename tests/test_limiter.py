@@ -8,6 +8,7 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -317,3 +318,63 @@ def test_acquire_sleeps_only_when_there_is_a_delay() -> None:
     seen = asyncio.run(run())
 
     assert seen == [[], [0.25], [0.25], [0.25, 2.0]]
+
+
+class VirtualTime:
+    """Time for many concurrent senders: each sleep wakes at its own instant, in order, and the
+    clock jumps from one wake-up to the next (once, `stall_s` further: the process stood still)."""
+
+    def __init__(self, stall_at: float, stall_s: float) -> None:
+        self.now = START
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._stall_at, self._stall_s = stall_at, stall_s
+        self.stalled = False
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._order), wake))
+        await wake
+
+    async def drive(self, finished: Callable[[], bool]) -> None:
+        while not finished():
+            for _ in range(20):  # let every runnable sender reach its next sleep
+                await asyncio.sleep(0)
+            if not self._sleepers:
+                continue
+            when, _, wake = heapq.heappop(self._sleepers)
+            self.now = max(self.now, when)
+            if not self.stalled and self.now >= self._stall_at:
+                self.stalled = True
+                self.now += self._stall_s  # every sleeper wakes this much late
+            wake.set_result(None)
+
+
+def test_a_stall_is_not_paid_back_as_a_burst() -> None:
+    """Slots that passed while the process stood still (SIGSTOP, a paused VM) are booked again
+    from the moment it wakes: after a 4 s stall, 50 senders at 50/s keep the configured spacing."""
+    time_ = VirtualTime(stall_at=START + 1.0, stall_s=4.0)
+    limiter = RateLimiter(50, sleep=time_.sleep, clock=time_.clock)
+    sends: list[float] = []
+
+    async def sender() -> None:
+        for _ in range(6):
+            slot = await limiter.acquire()
+            await limiter.admit(slot)
+            sends.append(time_.now)
+
+    async def run() -> None:
+        senders = [asyncio.create_task(sender()) for _ in range(50)]
+        await time_.drive(lambda: all(task.done() for task in senders))
+        await asyncio.gather(*senders)
+
+    asyncio.run(run())
+
+    after = sorted(t for t in sends if t >= START + 5.0)
+    assert time_.stalled and len(sends) == 300 and len(after) > 200
+    assert min(_gaps(after)) >= 1 / 50 - 1e-9  # no two sends closer than the rate allows
+    ordered = sorted(sends)
+    assert max(bisect.bisect_left(ordered, t + 1.0) - i for i, t in enumerate(ordered)) <= 50

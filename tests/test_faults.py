@@ -1,0 +1,215 @@
+"""Faults from outside, checked from the local server's ledger: a process that stands still, TLS as
+production runs it (a private CA, a wrong name, an expired certificate), a server restarted
+mid-run, and a checkpoint whose disk fills mid-run. Each is looped so an intermittent path shows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from conftest import KyzoServer
+from helpers import (
+    API_KEY,
+    dialer_subprocess,
+    free_port,
+    lead_rows,
+    read_ledger,
+    read_results,
+    run_cli,
+    write_config,
+    write_leads,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _most_in_one_second(stamps: list[float]) -> int:
+    ordered = sorted(stamps)
+    best = start = 0
+    for end, stamp in enumerate(ordered):
+        while stamp - ordered[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+# ---------------------------------------------------------------- a process that stands still
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(2))
+def test_a_stopped_and_continued_run_sends_no_catch_up_burst(
+    kyzo: KyzoServer, tmp_path: Path, round_: int
+) -> None:
+    """SIGSTOP for 4 s in a 50 calls/s run with 50 in flight, then SIGCONT: the server never sees
+    more than 51 calls in any one second (the slots that passed are booked again, not paid back)."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(400, seed=40 + round_))
+    config = write_config(
+        tmp_path, kyzo.base_url, leads, limits={"calls_per_second": 50, "max_concurrency": 50}
+    )
+    process = dialer_subprocess(["run", str(config), "--no-progress"])
+    try:
+        deadline = time.monotonic() + 20
+        while len(kyzo.calls()) < 80 and time.monotonic() < deadline:  # well into the campaign
+            time.sleep(0.05)
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(4.0)
+        process.send_signal(signal.SIGCONT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+
+    calls = kyzo.calls()
+    assert len(calls) == 400
+    assert max(Counter(c["phoneNumber"] for c in calls).values()) == 1
+    assert kyzo.metrics()["max_accepted_in_any_1s_window"] <= 51
+    assert _most_in_one_second([c["ts"] for c in calls]) <= 51
+
+
+# ---------------------------------------------------------------- TLS as production runs it
+
+
+@dataclass
+class Tls:
+    ca: Path  # the private CA's certificate (PEM): what api.ca_bundle points at
+    cert: Path
+    key: Path
+
+
+def _tls(folder: Path, *names: str, expired: bool = False) -> Tls:
+    """A throwaway CA (trustme) and a server certificate it signed for `names`."""
+    authority = trustme.CA()
+    if expired:
+        past = datetime.now(UTC) - timedelta(days=30)
+        issued = authority.issue_cert(*names, not_before=past - timedelta(days=30), not_after=past)
+    else:
+        issued = authority.issue_cert(*names)
+    tls = Tls(folder / "ca.pem", folder / "server-chain.pem", folder / "server-key.pem")
+    authority.cert_pem.write_to_path(str(tls.ca))
+    for number, blob in enumerate(issued.cert_chain_pems):
+        blob.write_to_path(str(tls.cert), append=number > 0)
+    issued.private_key_pem.write_to_path(str(tls.key))
+    return tls
+
+
+def _https_config(folder: Path, server: KyzoServer, tls: Tls | None, transport: str) -> Path:
+    leads = write_leads(folder / "leads.csv", lead_rows(30, seed=7))
+    api = {"transport": transport, **({"ca_bundle": str(tls.ca)} if tls else {})}
+    return write_config(folder, server.base_url, leads, limits={"max_concurrency": 4}, api=api)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_a_private_ca_in_api_ca_bundle_is_trusted(
+    start_server: Callable[..., KyzoServer], tmp_path: Path, transport: str
+) -> None:
+    """HTTPS to the local server with a certificate from a private CA: api.ca_bundle makes it work."""
+    tls = _tls(tmp_path, "127.0.0.1", "localhost")
+    server = start_server(tls_certfile=tls.cert, tls_keyfile=tls.key)
+    assert server.base_url.startswith("https://127.0.0.1:")
+
+    result = run_cli(["run", str(_https_config(tmp_path, server, tls, transport))])
+
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert len(server.calls()) == 30
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("unknown authority", "unable to get local issuer certificate"),
+        ("another host name", "mismatch, certificate is not valid for '127.0.0.1'"),
+        ("expired", "certificate has expired"),
+    ],
+)
+def test_a_refused_certificate_stops_the_run_at_once_with_nothing_sent(
+    start_server: Callable[..., KyzoServer], tmp_path: Path, transport: str, case: str, words: str
+) -> None:
+    """A certificate the dialer must refuse: exit 3 at the first lead, a sentence naming the problem
+    and api.ca_bundle, no lead placed or unknown, and no request (so no API key) reached the server."""
+    names = ("other.example",) if case == "another host name" else ("127.0.0.1", "localhost")
+    tls = _tls(tmp_path, *names, expired=case == "expired")
+    server = start_server(tls_certfile=tls.cert, tls_keyfile=tls.key)
+    trusted = None if case == "unknown authority" else tls  # the system store knows no private CA
+
+    result = run_cli(["run", str(_https_config(tmp_path, server, trusted, transport))])
+
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "TLS certificate was refused" in result.stdout and words in result.stdout
+    assert "api.ca_bundle" in result.stdout
+    # the test's own look at the server's counters: it must not depend on the certificate under test
+    seen = httpx.get(f"{server.base_url}/_mock/metrics", verify=False).json()
+    assert seen["requests"] == 0  # every handshake failed: no request, so no x-api-key, reached it
+    statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
+    assert statuses == {"pending": 30}
+    assert API_KEY not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- a server restarted mid-run
+
+
+def _serve(port: int, ledger: Path) -> subprocess.Popen[str]:
+    """The local server as a process of its own, on a fixed port, so it can die and come back."""
+    env = {**os.environ, "KYZO_API_KEY": API_KEY}
+    args = [sys.executable, "-m", "dialer", "mock-server", "--port", str(port), "--ledger", str(ledger)]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    process.stdout.close()
+    assert "listening on" in line, line
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_server_restarted_mid_run_rings_nobody_twice(tmp_path: Path, how: signal.Signals) -> None:
+    """The API goes away mid-run and comes back a second later: the run carries on, nobody is
+    called twice, every placed call is in the results, and only calls cut off in flight are unknown."""
+    port, ledger = free_port(), tmp_path / "ledger.jsonl"
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(300, seed=9))
+    config = write_config(
+        tmp_path,
+        f"http://127.0.0.1:{port}",
+        leads,
+        limits={"calls_per_second": 60, "max_concurrency": 4, "max_attempts": 8},
+    )
+    server = _serve(port, ledger)
+    run = dialer_subprocess(["run", str(config), "--no-progress"])
+    try:
+        deadline = time.monotonic() + 20
+        while len(read_ledger(ledger)) < 60 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.send_signal(how)
+        server.wait(timeout=20)
+        time.sleep(1.0)
+        server = _serve(port, ledger)
+        _, stderr = run.communicate(timeout=90)
+    finally:
+        for process in (run, server):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=20)
+
+    assert run.returncode in (0, 1), stderr[-2000:]
+    calls = read_ledger(ledger)
+    assert max(Counter(c["phoneNumber"] for c in calls).values()) == 1
+    results = read_results(tmp_path / "results.csv")
+    placed = set(results.filter(results["dialer_status"] == "placed")["dialer_call_id"].to_list())
+    unknown = results.filter(results["dialer_status"] == "unknown").height
+    assert placed <= {c["callId"] for c in calls}
+    assert len(placed) + unknown >= len(calls) - 4  # at most the calls in flight lost their answer
+    assert set(results["dialer_status"].to_list()) <= {"placed", "unknown"}
+    assert unknown <= 4
