@@ -9,6 +9,7 @@ them, and turns what happened into a `RunSummary` with its exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 from collections.abc import Callable, Iterator
@@ -28,7 +29,13 @@ from dialer.client import KyzoClient, Outcome
 from dialer.config import Settings
 from dialer.dispatch import Dispatcher
 from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
-from dialer.errors import OutputError, ResultsNotWritten, UserError
+from dialer.errors import (
+    CheckpointUnwritable,
+    CheckpointWriteFailed,
+    OutputError,
+    ResultsNotWritten,
+    UserError,
+)
 from dialer.exits import ExitCode
 from dialer.export import STATUS, build_results, errors_only, status_counts
 from dialer.gate import CallingGate, calling_gate, utc_now
@@ -36,6 +43,7 @@ from dialer.lead_files import file_fingerprint
 from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus, Status, claimable_from
 from dialer.leads import LeadTable
 from dialer.limiter import RateLimiter
+from dialer.log_recovery import take_back
 from dialer.notify import notify
 from dialer.outputs import check_outputs, write_atomic
 from dialer.progress import Progress
@@ -62,6 +70,7 @@ class RunOptions:
     resume_command: str = "dialer run"  # what to type to go on: the same, without --limit
     ignore_calling_hours: bool = False
     clock: Callable[[], datetime] | None = None  # injected in tests; UTC wall clock otherwise
+    log_file: Path | None = None  # where this run logs: an answer it cannot record is taken back from there
     collect: bool = False  # receive outcomes during the run (the receiver of `dialer collect`)
     wait_outcomes_s: float | None = None  # after the last call, wait this long for outcomes
 
@@ -185,6 +194,9 @@ def _run_with_checkpoint(
     listening: socket.socket | None,
 ) -> RunSummary:
     log = logs.get_logger()
+    taken = take_back(checkpoint, options.log_file)  # answers a full disk kept out, from the log
+    if taken:
+        log.warning("taken_back_from_log", leads=taken, status="placed", log_file=str(options.log_file))
     recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
     if recovered:
         log.warning("recovered_in_flight", leads=recovered, status="unknown")
@@ -213,6 +225,8 @@ def _run_with_checkpoint(
         gc.freeze()
         session = _dispatch(settings, options, checkpoint, run_id, todo, spec, gate, transport, listening)
         report = asyncio.run(session)
+        if report.stop_reason is StopReason.CHECKPOINT or report.unrecorded:
+            _checkpoint_unwritable(settings, options, checkpoint, table, report, gate)
         record = Record.read(checkpoint, settings)  # (with nothing dispatched, what was read before holds)
     try:
         summary, written = _finish(settings, table, record, report, options, gate)
@@ -228,9 +242,55 @@ def _run_with_checkpoint(
             f"fix the problem and run: dialer export {settings.source}"
         ) from None
     placed = report.outcomes.get(Status.PLACED.value, 0)
-    checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
+    try:
+        checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
+    except CheckpointWriteFailed as exc:
+        raise CheckpointUnwritable(
+            f"{exc}; the run's calls are recorded. {_free_and_rerun(options)}"
+        ) from None
     summary.report_path = _run_report(settings, table, record, written, checkpoint, options.now())
     return summary
+
+
+def _checkpoint_unwritable(
+    settings: Settings,
+    options: RunOptions,
+    checkpoint: Checkpoint,
+    table: LeadTable,
+    report: DispatchReport,
+    gate: CallingGate | None,
+) -> None:
+    """The checkpoint stopped taking writes mid-run (a full disk, an I/O error, the file gone):
+    nothing more was sent. Answers kept in memory are written if the disk allows by now; the
+    files are written if their disk allows; then exit 4, saying what to do, whatever else fails."""
+    unrecorded = list(report.unrecorded)
+    if unrecorded:
+        try:
+            checkpoint.record_now(u.result for u in unrecorded)
+            logs.get_logger().info("unrecorded_written", leads=len(unrecorded))
+            unrecorded = []
+        except CheckpointWriteFailed:
+            pass  # still no room: they stay in the log
+    with contextlib.suppress(OutputError, CheckpointWriteFailed):
+        _finish(settings, table, Record.read(checkpoint, settings), report, options, gate)
+    lost = [u for u in unrecorded if u.result.call_id]
+    said = f"{report.stop_message}; the run stopped and sent nothing more."
+    if lost:
+        where = options.log_file or "the log on stderr (the cron mail)"
+        rows = ", ".join(str(u.row) for u in lost[:10]) + (", ..." if len(lost) > 10 else "")
+        said += (
+            f" {len(lost)} answered calls could not be recorded (rows {rows}); their callIds are in {where}"
+            + (
+                ", and the next run with the same --log-file takes them back from there."
+                if options.log_file
+                else "."
+            )
+        )
+    raise CheckpointUnwritable(f"{said} {_free_and_rerun(options)}")
+
+
+def _free_and_rerun(options: RunOptions) -> str:
+    return f"Free some space on its disk (or fix the file), then run: {options.resume_command}"
 
 
 def _run_report(
@@ -290,8 +350,20 @@ async def _dispatch(
         )
         progress.advance(status.value)
 
+    tag = checkpoint.tagger()
+
     def on_event(event: str, **fields: Any) -> None:
         level = log.warning if event in _WARNING_EVENTS else log.info
+        if "result" in fields:  # an answer not recorded: logged so that the next run can take it back
+            result = fields.pop("result")
+            fields.update(
+                lead=tag(result.key),
+                status=result.status.value,
+                call_id=result.call_id,
+                attempts=result.attempts,
+                http_status=result.http_status,
+                result_error=result.error,
+            )
         level(event, **fields)
         if event == "pace":  # the pauses the API imposed, for the report's timeline
             writer.note_pause(run_id, fields["pause_s"], fields["status"])

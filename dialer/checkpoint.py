@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,6 +30,8 @@ from dialer.group_commit import GroupCommitWriter
 from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from
 from dialer.outcomes import Delivery
 from dialer.timestamps import utc_now
+
+_TAG_SALT = "_lead_tag_salt"
 
 STATE_SCHEMA: Mapping[str, pl.DataType] = {
     "key": pl.String(),
@@ -123,7 +127,29 @@ class Checkpoint:
     # -- identity and runs
 
     def meta(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        """The campaign's identity (keys starting with _ are the checkpoint's own, not shown)."""
+        return {
+            k: v
+            for k, v in self._db.execute("SELECT key, value FROM meta").fetchall()
+            if not k.startswith("_")
+        }
+
+    def lead_tag(self, key: str) -> str:
+        return self.tagger()(key)
+
+    def tagger(self) -> Callable[[str], str]:
+        """A lead's name in the log: the same in every run of this checkpoint, useless without it
+        (keyed with a secret salt kept here, so a phone number cannot be found from its tag).
+        Read once: the function works with no further access to the file (a full disk, a thread)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_TAG_SALT,)).fetchone()
+        salt = bytes.fromhex(row[0]) if row else b""
+        return lambda key: hmac.new(salt, key.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def in_flight_keys(self) -> list[str]:
+        """Leads a run claimed and never settled: it died, or could not write their answer."""
+        return [
+            key for (key,) in self._db.execute("SELECT key FROM leads WHERE status = ?", (Status.IN_FLIGHT,))
+        ]
 
     def belongs_to(self, identity: Identity) -> bool:
         """True for a fresh checkpoint or one of this very campaign."""
@@ -134,6 +160,11 @@ class Checkpoint:
         """Record the campaign on first use; refuse a checkpoint of another campaign."""
         stored = self.meta()
         wanted = identity.as_meta()
+        if not self._db.execute("SELECT 1 FROM meta WHERE key = ?", (_TAG_SALT,)).fetchone():
+            with self._transaction():  # made now, while the disk has room: the tags need it later
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?)", (_TAG_SALT, os.urandom(16).hex())
+                )
         if not any(k in stored for k in wanted):
             with self._transaction():
                 self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", wanted.items())

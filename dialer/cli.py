@@ -64,7 +64,7 @@ def _global(
     stream = _open_log_file(log_file) if log_file else None
     if stream is not None:
         ctx.call_on_close(stream.close)
-    logs.configure(log_format, log_level.lower(), stream)  # type: ignore[arg-type]
+    logs.configure(log_format, log_level.lower(), stream, log_file)  # type: ignore[arg-type]
     logs.set_log_pii(log_pii)
     if log_pii:
         logs.get_logger().warning(
@@ -209,6 +209,7 @@ def run(
             resume_command=shlex.join(argv),
             ignore_calling_hours=ignore_calling_hours,
             collect=collect_outcomes,
+            log_file=logs.log_path(),
             wait_outcomes_s=_duration(wait_outcomes, "--wait-outcomes") if wait_outcomes else None,
         )
         try:

@@ -27,7 +27,7 @@ from tenacity.stop import stop_base
 from dialer import logs
 from dialer.checkpoint import Claim, Result, RunWriter
 from dialer.client import Action, Answer, Outcome, classify
-from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
+from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason, Unrecorded
 from dialer.errors import CheckpointWriteFailed
 from dialer.lead_state import ClaimRefused, IllegalMove, Status
 from dialer.limiter import RateLimiter
@@ -287,7 +287,8 @@ class Dispatcher:
         try:
             await self._writer.record(result)
         except CheckpointWriteFailed as exc:
-            self._on_event("record_failed", row=lead.row, call_id=outcome.call_id, error=str(exc))
+            self.report.unrecorded.append(Unrecorded(lead.row, result))
+            self._on_event("record_failed", row=lead.row, result=result, error=str(exc))
             self.stop(StopReason.CHECKPOINT, str(exc))
             return
         finally:
@@ -326,7 +327,8 @@ class Dispatcher:
             try:
                 await self._writer.record(result)
             except CheckpointWriteFailed as exc:
-                self._on_event("record_failed", row=lead.row, error=str(exc))
+                self.report.unrecorded.append(Unrecorded(lead.row, result))
+                self._on_event("record_failed", row=lead.row, result=result, error=str(exc))
             except IllegalMove:
                 pass  # its claim never committed (refused, or lost with the batch): not in flight
             else:

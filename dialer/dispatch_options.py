@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from dialer import logs
 
 if TYPE_CHECKING:
+    from dialer.checkpoint import Result
     from dialer.config import Settings
 
 
@@ -55,6 +56,12 @@ class DispatchOptions:
         )
 
 
+@dataclass(frozen=True)
+class Unrecorded:
+    row: int
+    result: Result
+
+
 @dataclass
 class DispatchReport:
     sent: int = 0  # HTTP attempts made
@@ -67,6 +74,8 @@ class DispatchReport:
     outside_hours: int = 0
     first_send: float = 0.0
     last_send: float = 0.0
+    # answers the checkpoint could not take (its disk full, say): kept here, written if it can
+    unrecorded: list[Unrecorded] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:

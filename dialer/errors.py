@@ -8,6 +8,7 @@
     │   │   └── CheckpointWriteFailed   a write to it failed (disk full, I/O error)
     │   └── OutputError         an output file or folder cannot be written
     ├── ResultsNotWritten       calls went out but the files could not be written (exit 4)
+    ├── CheckpointUnwritable    the checkpoint stopped taking writes mid-run (exit 4)
     └── AlreadyRunning          another run holds the checkpoint (exit 5)
 
 A refused state change (`lead_state.IllegalMove`) is not a DialerError: it is a bug, exit 70,
@@ -61,6 +62,12 @@ class OutputError(UserError):
 
 class ResultsNotWritten(DialerError):
     """Calls were sent and recorded, but the results could not be written: `dialer export` later."""
+
+    exit_code = ExitCode.STOPPED
+
+
+class CheckpointUnwritable(DialerError):
+    """The checkpoint could not be written mid-run (a full disk): nothing more was sent; rerun."""
 
     exit_code = ExitCode.STOPPED
 

@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -20,6 +21,7 @@ _PHONE_IN_TEXT = re.compile(r"\+[1-9][0-9]{6,14}")  # E.164, as the dialer write
 _secrets: set[str] = set()
 _log_pii = False
 _level = logging.INFO
+_log_path: Path | None = None
 
 
 def set_log_pii(enabled: bool) -> None:
@@ -99,10 +101,15 @@ def configure(
     fmt: LogFormat = "auto",
     level: str = "info",
     stream: TextIO | None = None,
+    path: Path | None = None,
 ) -> None:
-    """Set up structlog once per process; `auto` picks console on a TTY and JSON otherwise."""
-    global _level  # noqa: PLW0603 - the level configure() set, for work done only to be logged
+    """Set up structlog once per process; `auto` picks console on a TTY and JSON otherwise.
+
+    `path` is the file `stream` writes to, if any: a run that cannot record an answer says so.
+    """
+    global _level, _log_path  # noqa: PLW0603 - what configure() set, for work done only to be logged
     _level = logging.getLevelNamesMapping()[level.upper()]
+    _log_path = path
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not _is_tty(out))
     renderer: Any = (
@@ -130,6 +137,11 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def log_path() -> Path | None:
+    """The file the logs go to (--log-file), or None for stderr."""
+    return _log_path
 
 
 def enabled_for(level: str) -> bool:

@@ -4,13 +4,14 @@ mid-run, and a checkpoint whose disk fills mid-run. Each is looped so an intermi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,3 +214,113 @@ def test_a_server_restarted_mid_run_rings_nobody_twice(tmp_path: Path, how: sign
     assert len(placed) + unknown >= len(calls) - 4  # at most the calls in flight lost their answer
     assert set(results["dialer_status"].to_list()) <= {"placed", "unknown"}
     assert unknown <= 4
+
+
+# ---------------------------------------------------------------- a disk that fills mid-run
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs of its own, where the machine lets the tests mount one (root, no sandbox)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()}): disk-full run not tested"
+        )
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(disk: Path) -> None:
+    with (disk / "filler").open("wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass  # ENOSPC: the disk is full, which was the point
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(3))
+def test_a_disk_that_fills_mid_run_ends_in_exit_4_and_loses_nothing(
+    kyzo: KyzoServer, small_disk: Path, tmp_path: Path, round_: int
+) -> None:
+    """The checkpoint's disk fills while calls go out: exit 4 with one sentence naming the checkpoint
+    and the cause (never 70 or 2); after room is made, a rerun with the same --log-file finishes,
+    nobody twice, and every call the server placed is `placed` with its callId."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(1500, seed=60 + round_))
+    config = write_config(
+        small_disk, kyzo.base_url, leads, limits={"calls_per_second": 300, "max_concurrency": 8}
+    )
+    log = tmp_path / "dialer.jsonl"  # on another disk, as production keeps logs
+    run = dialer_subprocess(["--log-file", str(log), "run", str(config), "--no-progress"])
+    try:
+        deadline = time.monotonic() + 30
+        while len(kyzo.calls()) < 200 + 100 * round_ and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _fill(small_disk)
+        run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert run.returncode == 4, events[-3:]
+    [error] = [e for e in events if e["event"] == "error"]
+    assert str(small_disk / "checkpoint.db") in error["message"]
+    assert "database or disk is full" in error["message"] and "Free some space" in error["message"]
+    assert not [e for e in events if e["event"] == "internal_error"]
+
+    (small_disk / "filler").unlink()
+    again = run_cli(["--log-file", str(log), "run", str(config)])
+
+    assert again.exit_code == 0, again.stdout + again.stderr
+    calls = kyzo.calls()
+    assert len(calls) == 1500 and max(Counter(c["phoneNumber"] for c in calls).values()) == 1
+    results = read_results(small_disk / "results.csv")
+    assert Counter(results["dialer_status"].to_list()) == {"placed": 1500}
+    assert set(results["dialer_call_id"].to_list()) == {c["callId"] for c in calls}
+
+
+def test_an_answer_the_checkpoint_could_not_take_is_taken_back_from_the_log(
+    kyzo: KyzoServer, tmp_path: Path
+) -> None:
+    """A lead left in flight whose answer the last run logged as record_failed (its disk was full)
+    is recorded placed with that callId from the --log-file by the next run: not unknown, not called."""
+    from helpers import settings_for
+
+    from dialer.checkpoint import Checkpoint, Claim
+    from dialer.leads import KEY, PHONE
+    from dialer.run_checkpoint import identity_of
+    from dialer.selection import load_table
+
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(3))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    settings = settings_for(config)
+    first, second = load_table(settings).dialable(KEY, PHONE).head(2).iter_rows()
+    checkpoint = Checkpoint.open(settings.checkpoint_path)
+    checkpoint.bind_identity(identity_of(settings))
+    run = checkpoint.start_run("dialer run", settings.fingerprint, "input")
+    checkpoint.claim_now([Claim(first[0], first[1], None), Claim(second[0], second[1], None)], run)
+    logged = {"event": "record_failed", "lead": checkpoint.lead_tag(first[0]), "status": "placed",
+              "call_id": "call-from-the-log", "attempts": 1, "http_status": 200}  # fmt: skip
+    checkpoint.close()
+    log = tmp_path / "dialer.jsonl"
+    log.write_text("not json\n" + json.dumps({"event": "run_start"}) + "\n" + json.dumps(logged) + "\n")
+
+    result = run_cli(["--log-file", str(log), "run", str(config)])
+
+    assert result.exit_code == 1, result.stdout  # the second lead, with nothing logged, is unknown
+    rows = read_results(tmp_path / "results.csv").select("dialer_status", "dialer_call_id").rows()
+    assert rows[0] == ("placed", "call-from-the-log")
+    assert rows[1] == ("unknown", None)
+    assert [c["phoneNumber"] for c in kyzo.calls()] == [load_table(settings).dialable(PHONE)[PHONE][2]]
+    assert "taken_back_from_log" in log.read_text()
