@@ -789,7 +789,9 @@ def test_result_that_cannot_be_written_stops_the_run(rig: Rig) -> None:
     assert report.stop_reason is StopReason.CHECKPOINT
     assert [fields["result"].call_id for fields in rig.named("record_failed")] == ["call-k0"]
     # the answer is kept for the campaign to write once it can, and to log for the next run
-    assert [(u.row, u.result.status, u.result.call_id) for u in report.unrecorded] == [(2, "placed", "call-k0")]
+    assert [(u.row, u.result.status, u.result.call_id) for u in report.unrecorded] == [
+        (2, "placed", "call-k0")
+    ]
     rig.reopen()
     assert rig.statuses() == {"k0": "in_flight"}
 
