@@ -86,9 +86,14 @@ class RunOptions:
 
 
 def run_campaign(
-    settings: Settings, options: RunOptions, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    options: RunOptions,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> RunSummary:
-    """Dial what is left of the campaign; `transport` replaces the network (tests)."""
+    """Dial what is left of the campaign. Tests' seams: `transport` replaces the network,
+    `before_commit` runs before each checkpoint commit (and may fail it, as a full disk does)."""
     with _campaign_lock(settings) as ensure_locked:
         table = load_table(settings, clock=options.clock, ignore_calling_hours=options.ignore_calling_hours)
         spec = RequestSpec.build(settings, table.input_columns)
@@ -105,7 +110,9 @@ def run_campaign(
         with ExitStack() as stack:
             # bound before any call: a port already taken is exit 2 with nothing sent
             listening = stack.enter_context(_receiver_socket(settings)) if options.collect else None
-            checkpoint = open_for_run(settings, new_campaign=options.new_campaign)
+            checkpoint = open_for_run(
+                settings, new_campaign=options.new_campaign, before_commit=before_commit
+            )
             stack.callback(checkpoint.close)
             summary = _run_with_checkpoint(settings, options, checkpoint, table, spec, transport, listening)
     logs.get_logger().info("run_end", **summary.as_dict(), next_window=summary.next_window)

@@ -88,12 +88,19 @@ class Result:
 class Checkpoint:
     """Synchronous access; `writer()` hands out the async group-commit writer for a run."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, before_commit: Callable[[], None] | None = None
+    ) -> None:
         self.path = path
         self._db = connection
+        # Called before every COMMIT of a change: how tests make writes fail from the Nth on (a disk
+        # filling) without touching sqlite3 itself. None in production.
+        self._before_commit = before_commit
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Checkpoint:
+    def open(
+        cls, path: Path, *, create: bool = True, before_commit: Callable[[], None] | None = None
+    ) -> Checkpoint:
         """Open or create; a foreign or corrupt file is refused and left as it was."""
         if path.exists():
             version = verify_ours(path)
@@ -110,7 +117,7 @@ class Checkpoint:
             raise CheckpointError(f"{path}: cannot open the checkpoint ({exc})") from None
         if version != SCHEMA_VERSION:
             upgrade(db, path)
-        return cls(path, db)
+        return cls(path, db, before_commit)
 
     @classmethod
     def open_readonly(cls, path: Path) -> Checkpoint:
@@ -270,7 +277,7 @@ class Checkpoint:
 
     def commits(self, loop: asyncio.AbstractEventLoop) -> GroupCommitWriter:
         """A group-commit writer on this checkpoint, for changes other than a run's (outcomes)."""
-        return GroupCommitWriter(self._db, loop, where=str(self.path))
+        return GroupCommitWriter(self._db, loop, where=str(self.path), before_commit=self._before_commit)
 
     def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, count(*) FROM leads GROUP BY status").fetchall())
@@ -291,7 +298,7 @@ class Checkpoint:
         self, loop: asyncio.AbstractEventLoop, run_id: int, claimable: Iterable[Status] = ()
     ) -> RunWriter:
         """The run's writer: it may claim leads that are pending or in one of `claimable`."""
-        commits = GroupCommitWriter(self._db, loop, where=str(self.path))
+        commits = GroupCommitWriter(self._db, loop, where=str(self.path), before_commit=self._before_commit)
         return RunWriter(commits, self._claimer(run_id, claimable))
 
     @staticmethod
@@ -303,17 +310,19 @@ class Checkpoint:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise CheckpointWriteFailed(f"{self.path}: cannot write the checkpoint ({exc})") from None
+            raise CheckpointWriteFailed.at(self.path, exc) from None
         try:
             yield
         except BaseException:
             self._rollback()
             raise
         try:
+            if self._before_commit is not None:
+                self._before_commit()
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise CheckpointWriteFailed(f"{self.path}: cannot write the checkpoint ({exc})") from None
+            raise CheckpointWriteFailed.at(self.path, exc) from None
 
     def _rollback(self) -> None:
         """SQLite may already have rolled back (a full disk): there is then nothing left to undo."""

@@ -5,10 +5,10 @@
     │   ├── ConfigError         the campaign file or the environment is wrong
     │   ├── LeadsError          the lead list cannot be read or mapped
     │   ├── CheckpointError     the checkpoint is foreign, corrupt or from another campaign
-    │   │   └── CheckpointWriteFailed   a write to it failed (disk full, I/O error)
     │   └── OutputError         an output file or folder cannot be written
     ├── ResultsNotWritten       calls went out but the files could not be written (exit 4)
     ├── CheckpointUnwritable    the checkpoint stopped taking writes mid-run (exit 4)
+    ├── CheckpointWriteFailed   a write to the checkpoint failed: disk full, I/O error (exit 4)
     └── AlreadyRunning          another run holds the checkpoint (exit 5)
 
 A refused state change (`lead_state.IllegalMove`) is not a DialerError: it is a bug, exit 70,
@@ -52,8 +52,15 @@ class CheckpointError(UserError):
     """The checkpoint file is unusable for this campaign; it was left untouched."""
 
 
-class CheckpointWriteFailed(CheckpointError):
-    """A write to the checkpoint failed; during a run this stops the run (exit 4), never exit 2."""
+class CheckpointWriteFailed(DialerError):
+    """A write to the checkpoint failed (a full disk, an I/O error): the input is fine and a rerun
+    after the fix carries on, so it is exit 4, "run me again later", never 2."""
+
+    exit_code = ExitCode.STOPPED
+
+    @classmethod
+    def at(cls, where: object, cause: BaseException) -> CheckpointWriteFailed:
+        return cls(f"{where}: cannot write the checkpoint ({cause})")
 
 
 class OutputError(UserError):

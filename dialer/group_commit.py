@@ -31,10 +31,18 @@ class _Op:
 
 
 class GroupCommitWriter:
-    def __init__(self, db: sqlite3.Connection, loop: asyncio.AbstractEventLoop, *, where: str) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        where: str,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
         self._loop = loop
         self._where = where  # the checkpoint's path, for messages
+        self._before_commit = before_commit  # the seam tests fail commits through (a full disk)
         self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="checkpoint-writer", daemon=True)
         self._thread.start()
@@ -78,11 +86,13 @@ class GroupCommitWriter:
                     outcomes.append(None)
                 except IllegalMove as exc:  # nothing was changed by the refused statement
                     outcomes.append(exc)
+            if self._before_commit is not None:
+                self._before_commit()
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            error = CheckpointWriteFailed(f"{self._where}: cannot write the checkpoint ({exc})")
+            error = CheckpointWriteFailed.at(self._where, exc)
             outcomes = [error] * len(batch)
         # one wake-up of the event loop per batch, not one per lead
         self._loop.call_soon_threadsafe(_settle, [op.future for op in batch], outcomes)

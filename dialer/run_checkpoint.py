@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from dialer import logs
 from dialer.checkpoint import Checkpoint, Identity
 from dialer.checkpoint_files import set_aside
 from dialer.config import Settings
-from dialer.errors import CheckpointError
+from dialer.errors import CheckpointError, CheckpointWriteFailed
 
 
 def identity_of(settings: Settings) -> Identity:
@@ -26,11 +27,13 @@ def identity_of(settings: Settings) -> Identity:
     )
 
 
-def open_for_run(settings: Settings, *, new_campaign: bool) -> Checkpoint:
+def open_for_run(
+    settings: Settings, *, new_campaign: bool, before_commit: Callable[[], None] | None = None
+) -> Checkpoint:
     """The campaign's checkpoint, created on first use; another campaign's is refused or set aside."""
     path = settings.checkpoint_path
     identity = identity_of(settings)
-    checkpoint = Checkpoint.open(path)
+    checkpoint = Checkpoint.open(path, before_commit=before_commit)
     try:
         if new_campaign and checkpoint.belongs_to(identity):
             # Only another campaign's checkpoint is set aside: a --new-campaign left in a
@@ -44,9 +47,9 @@ def open_for_run(settings: Settings, *, new_campaign: bool) -> Checkpoint:
             checkpoint.close()
             aside = set_aside(path)
             logs.get_logger().warning("checkpoint_set_aside", path=str(aside))
-            checkpoint = Checkpoint.open(path)
+            checkpoint = Checkpoint.open(path, before_commit=before_commit)
         checkpoint.bind_identity(identity)
-    except CheckpointError:
+    except (CheckpointError, CheckpointWriteFailed):
         checkpoint.close()
         raise
     return checkpoint

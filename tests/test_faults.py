@@ -324,3 +324,56 @@ def test_an_answer_the_checkpoint_could_not_take_is_taken_back_from_the_log(
     assert rows[1] == ("unknown", None)
     assert [c["phoneNumber"] for c in kyzo.calls()] == [load_table(settings).dialable(PHONE)[PHONE][2]]
     assert "taken_back_from_log" in log.read_text()
+
+
+@pytest.mark.parametrize("failing_from", [3, 12, 40])
+def test_checkpoint_writes_failing_from_the_nth_commit_end_in_exit_4_and_lose_nothing(
+    kyzo: KyzoServer, tmp_path: Path, failing_from: int
+) -> None:
+    """Wherever the checkpoint's writes start failing (through its own before-commit seam, as a full
+    disk fails them): exit 4 with the path and the cause, never 2 or 70; then a rerun with the same
+    --log-file loses nothing and rings nobody twice."""
+    import sqlite3
+
+    from helpers import ForwardingTransport, settings_for
+
+    from dialer import logs
+    from dialer.campaign import RunOptions, run_campaign
+    from dialer.errors import CheckpointUnwritable, CheckpointWriteFailed
+
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(120, seed=70 + failing_from))
+    config = write_config(
+        tmp_path, kyzo.base_url, leads, limits={"calls_per_second": 400, "max_concurrency": 6}
+    )
+    log = tmp_path / "dialer.jsonl"
+    commits = 0
+
+    def full_disk() -> None:
+        nonlocal commits
+        commits += 1
+        if commits >= failing_from:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    with log.open("a", encoding="utf-8") as stream:
+        logs.configure("json", "info", stream, log)
+        with pytest.raises((CheckpointUnwritable, CheckpointWriteFailed)) as caught:  # mid-run, or before
+            run_campaign(
+                settings_for(config),
+                RunOptions(log_file=log),
+                transport=ForwardingTransport(lambda request: None),
+                before_commit=full_disk,
+            )
+    assert caught.value.exit_code == 4
+    assert str(tmp_path / "checkpoint.db") in str(caught.value)
+    assert "database or disk is full" in str(caught.value)
+    sent_before = len(kyzo.calls())
+
+    again = run_cli(["--log-file", str(log), "run", str(config)])
+
+    assert again.exit_code == 0, again.stdout + again.stderr
+    calls = kyzo.calls()
+    assert len(calls) == 120 and max(Counter(c["phoneNumber"] for c in calls).values()) == 1
+    assert sent_before < 120  # the fault did stop the first run
+    results = read_results(tmp_path / "results.csv")
+    assert Counter(results["dialer_status"].to_list()) == {"placed": 120}
+    assert set(results["dialer_call_id"].to_list()) == {c["callId"] for c in calls}
