@@ -1,4 +1,8 @@
-"""The command line: parse, wire, and turn every DialerError into one clear line and an exit code."""
+"""The command line: parse, wire, and turn every DialerError into one clear line and an exit code.
+
+Every module a command needs is imported inside that command: `dialer --help` and a cron line
+pay for the interpreter and the CLI library only (tests/test_import_cost.py keeps it so).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO, TypeVar
 
 import click
 import typer
 
-from dialer import logs
-from dialer.config import Settings, load_settings
 from dialer.errors import AlreadyRunning, DialerError
 from dialer.exits import ExitCode
 from dialer.mock_cli import mock_server
+
+if TYPE_CHECKING:
+    from dialer.config import Settings
 
 app = typer.Typer(
     name="dialer",
@@ -64,13 +69,23 @@ def _global(
     stream = _open_log_file(log_file) if log_file else None
     if stream is not None:
         ctx.call_on_close(stream.close)
-    logs.configure(log_format, log_level.lower(), stream, log_file)  # type: ignore[arg-type]
-    logs.set_log_pii(log_pii)
-    if log_pii:
-        logs.get_logger().warning(
-            "log_pii_enabled",
-            message="--log-pii: full phone numbers will be written to the logs; do not use in production",
-        )
+
+    def start_logging() -> None:
+        from dialer import logs
+
+        logs.configure(log_format, log_level.lower(), stream, log_file)  # type: ignore[arg-type]
+        logs.set_log_pii(log_pii)
+        if log_pii:
+            logs.get_logger().warning(
+                "log_pii_enabled",
+                message="--log-pii: full phone numbers will be written to the logs; do not use in production",
+            )
+
+    # A command's own --help exits before its body: it must not pay for the logging stack.
+    _LOGGING[:] = [start_logging]
+
+
+_LOGGING: list[Callable[[], None]] = []  # how the logs of this invocation are to be set up
 
 
 def _open_log_file(path: Path) -> TextIO:
@@ -85,6 +100,10 @@ def _open_log_file(path: Path) -> TextIO:
 
 def _guarded(action: Callable[[], T]) -> T:
     """Run a command body; a DialerError becomes a message on stderr and its exit code."""
+    from dialer import logs
+
+    for start_logging in _LOGGING:
+        start_logging()
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
     try:
@@ -116,6 +135,9 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 
 
 def _settings(config: Path, **overrides: Any) -> Settings:
+    from dialer import logs
+    from dialer.config import load_settings
+
     settings = load_settings(config, **overrides)
     logs.add_secrets(settings.secrets)
     return settings
@@ -174,6 +196,7 @@ def run(
 ) -> None:
     """Dial every lead of the list; resumes from the checkpoint by default."""
     from dialer.campaign import RunOptions, run_campaign
+    from dialer.logs import log_path
     from dialer.notify import notify_failure
     from dialer.printing import print_summary
 
@@ -209,7 +232,7 @@ def run(
             resume_command=shlex.join(argv),
             ignore_calling_hours=ignore_calling_hours,
             collect=collect_outcomes,
-            log_file=logs.log_path(),
+            log_file=log_path(),
             wait_outcomes_s=_duration(wait_outcomes, "--wait-outcomes") if wait_outcomes else None,
         )
         try:
@@ -393,6 +416,7 @@ def collect(
     checkpoint: CheckpointOpt = None,
 ) -> None:
     """Receive call outcomes from Kyzo's webhook tool into the checkpoint; runs until SIGTERM."""
+    from dialer.logs import get_logger
     from dialer.receiver import collect as receive
 
     def body() -> int:
@@ -405,7 +429,7 @@ def collect(
         def ready(url: str) -> None:
             typer.echo(f"collecting outcomes on {url}{path} (checkpoint {settings.checkpoint_path})")
             sys.stdout.flush()
-            logs.get_logger().info("collect_listening", url=url, path=path)
+            get_logger().info("collect_listening", url=url, path=path)
 
         stored = receive(settings, listen, ready)
         typer.echo(f"stopped; {stored} outcome payloads stored")

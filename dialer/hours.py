@@ -17,18 +17,20 @@ Rules, each pinned by a test:
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dialer.zones import load_zone
-
+# Loadable keys that are not places: `localtime` is whatever the host is set to.
+_NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAYS = DAY_NAMES[:5]
 HORIZON = timedelta(days=8)
@@ -37,6 +39,32 @@ _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 # Offsets are sampled this often to find DST transitions; real zones change at most twice a year.
 _TRANSITION_STEP = timedelta(hours=6)
 _DAY_SECONDS = 86_400
+
+
+@lru_cache(maxsize=1024)
+def load_zone(name: str) -> ZoneInfo:
+    """The zone for an IANA name; ValueError naming it (with a suggestion) when unknown."""
+    if name not in _NOT_PLACES:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise ValueError(f"unknown time zone {name!r}{_suggest(name)}")
+
+
+@lru_cache(maxsize=1)
+def _places() -> list[str]:
+    return sorted(available_timezones() - _NOT_PLACES)
+
+
+def _suggest(name: str) -> str:
+    places = _places()
+    by_case = {place.lower(): place for place in places}
+    if name.strip().lower() in by_case:
+        return f" (did you mean {by_case[name.strip().lower()]!r}?)"
+    close = difflib.get_close_matches(name, places, n=1, cutoff=0.8)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f" ({hint}use an IANA name such as 'America/New_York')"
 
 
 class CallingHours(BaseModel):

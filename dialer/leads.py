@@ -207,7 +207,7 @@ def prepare(
 
 def _unknown_zones(cells: pl.Series) -> list[str]:
     """Distinct non-empty values of a time-zone column that are not IANA zone names."""
-    from dialer.zones import load_zone
+    from dialer.hours import load_zone
 
     unknown = []
     for value in cells.drop_nulls().str.strip_chars().unique().to_list():

@@ -28,11 +28,7 @@ import phonenumbers
 import polars as pl
 from phonenumbers import PhoneMetadata, PhoneNumberDesc
 
-# A longer value is no phone number: refused before any parsing, by either path.
-MAX_PHONE_CHARS = 64
-# phonenumbers' own bounds: `_MIN_LENGTH_FOR_NSN` and `_MAX_LENGTH_FOR_NSN`.
-MIN_NSN = 2
-MAX_NSN = 17
+from dialer.phone_rules import MAX_NSN, MAX_PHONE_CHARS, MIN_NSN, SAFE_PATTERN
 
 _ROW = "row"
 _DIGITS = "digits"
@@ -52,10 +48,6 @@ _SYNTAX = r"^\+?[0-9 ().\-]+$"
 # `_undo_excel_float` in phones turns `4155550132.0` into `4155550132`; joining digits would not.
 _EXCEL_FLOAT = r"^\+?[0-9]+\.0+$"
 
-# The only regex syntax found in phonenumbers' metadata. Within it, Python's `re` and Rust's
-# `regex` (leftmost-first, greedy) find the same matches, so the fast path can trust polars;
-# and none of it changes meaning when wrapped in `(?:...)` inside a bigger regex (`zones`).
-SAFE_PATTERN = re.compile(r"(?:\\d|[0-9\[\]()|?:{},$*+\-])*")
 _SAFE_TEMPLATE = re.compile(r"(?:[0-9]|\\[1-9])*")
 _DIGIT_IN_CLASS = re.compile(r"\[[^\]]*\\d")
 

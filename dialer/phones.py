@@ -14,7 +14,8 @@ from functools import lru_cache
 import phonenumbers
 import polars as pl
 
-from dialer.phone_plans import MAX_PHONE_CHARS, fast_normalise
+from dialer.phone_plans import fast_normalise
+from dialer.phone_rules import MAX_PHONE_CHARS
 
 __all__ = ["MAX_PHONE_CHARS", "normalise_column"]
 

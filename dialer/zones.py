@@ -7,46 +7,17 @@ numbers to place); a test holds the two answers equal on every calling code.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
-from dialer.phone_plans import MAX_NSN, MIN_NSN, SAFE_PATTERN
+from dialer.hours import load_zone
+from dialer.phone_rules import MAX_NSN, MIN_NSN, SAFE_PATTERN
 
 UNKNOWN_ZONE = "Etc/Unknown"
-# Loadable keys that are not places: `localtime` is whatever the host is set to.
-_NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
-
-
-@lru_cache(maxsize=1024)
-def load_zone(name: str) -> ZoneInfo:
-    """The zone for an IANA name; ValueError naming it (with a suggestion) when unknown."""
-    if name not in _NOT_PLACES:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            pass
-    raise ValueError(f"unknown time zone {name!r}{_suggest(name)}")
-
-
-@lru_cache(maxsize=1)
-def _places() -> list[str]:
-    return sorted(available_timezones() - _NOT_PLACES)
-
-
-def _suggest(name: str) -> str:
-    places = _places()
-    by_case = {place.lower(): place for place in places}
-    if name.strip().lower() in by_case:
-        return f" (did you mean {by_case[name.strip().lower()]!r}?)"
-    close = difflib.get_close_matches(name, places, n=1, cutoff=0.8)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f" ({hint}use an IANA name such as 'America/New_York')"
 
 
 def zones_for_phone(e164: str, fallback: str) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from dialer.hours import DAY_NAMES, HORIZON, CallingHours, Window
-from dialer.zones import load_zone, zones_for_lead, zones_for_phone
+from dialer.hours import DAY_NAMES, HORIZON, CallingHours, Window, load_zone
+from dialer.zones import zones_for_lead, zones_for_phone
 
 NY = "America/New_York"
 LA = "America/Los_Angeles"
