@@ -16,7 +16,6 @@ from dialer.errors import CheckpointError
 
 APPLICATION_ID = 0x4B595A4F  # "KYZO": marks the file as ours
 SCHEMA_VERSION = 2
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,31 +116,33 @@ def create(path: Path) -> None:
 
 
 def verify_ours(path: Path) -> int:
-    """The checkpoint's schema version; a foreign, damaged or too new file is refused untouched."""
+    """The checkpoint's schema version; a foreign, damaged or too new file is refused untouched.
+
+    Only SQLite touches the file: closing a plain Python handle on it would drop every POSIX
+    lock this process holds there, letting another process reset the WAL under a live writer
+    (a collector's stored outcomes would vanish from everyone else's view).
+    """
     try:
-        with path.open("rb") as handle:
-            head = handle.read(100)
+        if path.stat().st_size == 0:
+            raise CheckpointError(_not_sqlite(path))
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
-    if not head.startswith(_SQLITE_MAGIC):
-        raise CheckpointError(
-            f"{path}: is not a kyzo-dialer checkpoint (not a SQLite file). "
-            "It was left untouched; choose another --checkpoint or move the file away"
-        )
-    application_id = int.from_bytes(head[68:72], "big")
-    if application_id != APPLICATION_ID:
-        raise CheckpointError(
-            f"{path}: is a SQLite file of another program, not a kyzo-dialer checkpoint. "
-            "It was left untouched; choose another --checkpoint"
-        )
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
+            application_id = db.execute("PRAGMA application_id").fetchone()[0]
+            if application_id != APPLICATION_ID:
+                raise CheckpointError(
+                    f"{path}: is a SQLite file of another program, not a kyzo-dialer checkpoint. "
+                    "It was left untouched; choose another --checkpoint"
+                )
             version = db.execute("PRAGMA user_version").fetchone()[0]
             db.execute("SELECT count(*) FROM leads").fetchone()
         finally:
             db.close()
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise CheckpointError(_not_sqlite(path)) from None
         raise CheckpointError(f"{path}: the checkpoint is damaged ({exc}); it was left untouched") from None
     if version not in (1, SCHEMA_VERSION):
         raise CheckpointError(
@@ -149,6 +150,13 @@ def verify_ours(path: Path) -> int:
             "it was written by another version of kyzo-dialer"
         )
     return int(version)
+
+
+def _not_sqlite(path: Path) -> str:
+    return (
+        f"{path}: is not a kyzo-dialer checkpoint (not a SQLite file). "
+        "It was left untouched; choose another --checkpoint or move the file away"
+    )
 
 
 def upgrade(db: sqlite3.Connection, path: Path) -> None:
