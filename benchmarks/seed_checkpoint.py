@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dialer.checkpoint import Checkpoint, Claim, Result
 from dialer.config import load_settings
-from dialer.lead_files import file_fingerprint
+from dialer.fingerprints import file_fingerprint
 from dialer.lead_state import Status
 from dialer.leads import KEY, PHONE
 from dialer.run_checkpoint import identity_of

@@ -38,8 +38,8 @@ from dialer.errors import (
 )
 from dialer.exits import ExitCode
 from dialer.export import STATUS, build_results, errors_only, status_counts
+from dialer.fingerprints import file_fingerprint
 from dialer.gate import CallingGate, calling_gate, utc_now
-from dialer.lead_files import file_fingerprint
 from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus, Status, claimable_from
 from dialer.leads import LeadTable
 from dialer.limiter import RateLimiter
@@ -128,6 +128,14 @@ def export_campaign(settings: Settings) -> RunSummary:
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
         ensure_locked()
         written = write_outputs(settings, table, existing_record(settings), utc_now())
+        if settings.checkpoint_path.exists():  # the counts `status` can then give without the list
+            checkpoint = Checkpoint.open(settings.checkpoint_path)
+            try:
+                checkpoint.save_counts(
+                    written.counts, config=settings.fingerprint, input_=file_fingerprint(settings.leads_path)
+                )
+            finally:
+                checkpoint.close()
     return RunSummary.of(settings, ExitCode.OK, written.counts)
 
 
@@ -207,9 +215,8 @@ def _run_with_checkpoint(
     recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
     if recovered:
         log.warning("recovered_in_flight", leads=recovered, status="unknown")
-    run_id = checkpoint.start_run(
-        options.command, settings.fingerprint, file_fingerprint(settings.leads_path)
-    )
+    input_fingerprint = file_fingerprint(settings.leads_path)
+    run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fingerprint)
     record = Record.read(checkpoint, settings)
     view = outcome_view(settings, record, options.now(), table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
@@ -251,6 +258,7 @@ def _run_with_checkpoint(
     placed = report.outcomes.get(Status.PLACED.value, 0)
     try:
         checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
+        checkpoint.save_counts(summary.counts, config=settings.fingerprint, input_=input_fingerprint)
     except CheckpointWriteFailed as exc:
         raise CheckpointUnwritable(
             f"{exc}; the run's calls are recorded. {_free_and_rerun(options)}"

@@ -19,31 +19,34 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dialer import checkpoint_schema, outcome_store
 from dialer.checkpoint_schema import SCHEMA_VERSION, upgrade, verify_ours
 from dialer.errors import CheckpointError, CheckpointWriteFailed
 from dialer.group_commit import GroupCommitWriter
 from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from
-from dialer.outcomes import Delivery
 from dialer.timestamps import utc_now
 
 _TAG_SALT = "_lead_tag_salt"
+_COUNTS = "_counts"  # the results' counts at the end of the last run or export (save_counts)
 
-STATE_SCHEMA: Mapping[str, pl.DataType] = {
-    "key": pl.String(),
-    "phone": pl.String(),
-    "reference_id": pl.String(),
-    "status": pl.String(),
-    "call_id": pl.String(),
-    "error": pl.String(),
-    "http_status": pl.Int64(),
-    "attempts": pl.Int64(),
-    "updated_at": pl.String(),
-    "calls": pl.Int64(),
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dialer.outcomes import Delivery
+
+STATE_SCHEMA: outcome_store.Columns = {
+    "key": "String",
+    "phone": "String",
+    "reference_id": "String",
+    "status": "String",
+    "call_id": "String",
+    "error": "String",
+    "http_status": "Int64",
+    "attempts": "Int64",
+    "updated_at": "String",
+    "calls": "Int64",
 }
 
 
@@ -152,6 +155,31 @@ class Checkpoint:
         salt = bytes.fromhex(row[0]) if row else b""
         return lambda key: hmac.new(salt, key.encode(), hashlib.sha256).hexdigest()[:16]
 
+    def save_counts(self, counts: Mapping[str, int], *, config: str, input_: str) -> None:
+        """Keep the results' counts with what they were computed from (the config, the list and the
+        checkpoint's own counts), so `status` can carry them forward without reading the list."""
+        kept = {"counts": dict(counts), "config": config, "input": input_, "checkpoint": self.counts()}
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_COUNTS, json.dumps(kept))
+            )
+
+    def kept_counts(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_COUNTS,)).fetchone()
+        kept: dict[str, Any] | None = json.loads(row[0]) if row else None
+        return kept
+
+    def top_errors(self, limit: int = 10) -> list[tuple[str | None, int]]:
+        """The most common errors of failed and unknown leads."""
+        return [
+            (error, int(count))
+            for error, count in self._db.execute(
+                "SELECT error, count(*) AS n FROM leads WHERE status IN (?, ?)"
+                " GROUP BY error ORDER BY n DESC, error LIMIT ?",
+                (Status.FAILED, Status.UNKNOWN, limit),
+            )
+        ]
+
     def in_flight_keys(self) -> list[str]:
         """Leads a run claimed and never settled: it died, or could not write their answer."""
         return [
@@ -246,7 +274,7 @@ class Checkpoint:
 
     @staticmethod
     def empty_states() -> pl.DataFrame:
-        return pl.DataFrame(schema=STATE_SCHEMA)
+        return outcome_store.empty_frame(STATE_SCHEMA)
 
     def calls(self) -> pl.DataFrame:
         """Every call of every lead (a lead called again has several), oldest first."""

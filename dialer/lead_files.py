@@ -7,7 +7,6 @@ Everything that makes a file unreadable is a LeadsError naming the file and what
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,8 +181,3 @@ def check_names(path: Path, names: Sequence[str]) -> None:
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
-def file_fingerprint(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

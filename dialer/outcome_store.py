@@ -9,31 +9,42 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import polars as pl
-
-from dialer.outcomes import Delivery
 from dialer.timestamps import utc_now
 
-CALLS_SCHEMA: Mapping[str, pl.DataType] = {
-    "id": pl.Int64(),
-    "key": pl.String(),
-    "call_id": pl.String(),
-    "claimed_at": pl.String(),
-    "placed_at": pl.String(),
-    "status": pl.String(),
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dialer.outcomes import Delivery
+
+# Column -> polars type name: the frames are built on demand, so a command that only counts
+# (`dialer status`) never loads polars.
+Columns = Mapping[str, str]
+CALLS_SCHEMA: Columns = {
+    "id": "Int64",
+    "key": "String",
+    "call_id": "String",
+    "claimed_at": "String",
+    "placed_at": "String",
+    "status": "String",
 }
-PAUSES_SCHEMA: Mapping[str, pl.DataType] = {
-    "run_id": pl.Int64(),
-    "at": pl.String(),
-    "seconds": pl.Float64(),
-    "http_status": pl.Int64(),
-}
-PAYLOADS_SCHEMA: Mapping[str, pl.DataType] = {
-    "id": pl.Int64(),
-    "received_at": pl.String(),
-    "body": pl.String(),
-}
+PAUSES_SCHEMA: Columns = {"run_id": "Int64", "at": "String", "seconds": "Float64", "http_status": "Int64"}
+PAYLOADS_SCHEMA: Columns = {"id": "Int64", "received_at": "String", "body": "String"}
+
+
+def polars_schema(columns: Columns) -> dict[str, pl.DataType]:
+    import polars as pl
+
+    return {name: getattr(pl, kind)() for name, kind in columns.items()}
+
+
+def empty_frame(columns: Columns) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema=polars_schema(columns))
+
+
 # Rows turned into Python tuples at a time: each batch is ~1 KB of objects per row while it lives.
 _FETCH_ROWS = 20_000
 
@@ -59,6 +70,8 @@ TIMELINE_BUCKETS = (
 
 def calls_timeline(db: sqlite3.Connection) -> tuple[pl.DataFrame, str, int]:
     """Calls placed per bucket (counted by SQLite: a million calls never become Python rows)."""
+    import polars as pl
+
     first, last = db.execute("SELECT min(placed_at), max(placed_at) FROM calls").fetchone()
     if first is None:
         return empty_timeline()
@@ -74,6 +87,8 @@ def calls_timeline(db: sqlite3.Connection) -> tuple[pl.DataFrame, str, int]:
 
 
 def empty_timeline() -> tuple[pl.DataFrame, str, int]:
+    import polars as pl
+
     return pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC"), "calls": pl.Int64}), "minute", 60
 
 
@@ -128,7 +143,10 @@ def matches_a_lead(db: sqlite3.Connection, delivery: Delivery) -> bool:
     )
 
 
-def read_frame(db: sqlite3.Connection, sql: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def read_frame(db: sqlite3.Connection, sql: str, columns: Columns) -> pl.DataFrame:
+    import polars as pl
+
+    schema = polars_schema(columns)
     cursor = db.execute(sql)
     chunks = [pl.DataFrame(schema=schema)]
     while rows := cursor.fetchmany(_FETCH_ROWS):

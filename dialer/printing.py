@@ -6,14 +6,17 @@ Scripts use `--json` instead; these lines may change wording, the JSON keys may 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
 from dialer import logs
-from dialer.gate import HoursReport
-from dialer.preflight import ValidationReport
-from dialer.status import OutcomeCounts, StatusReport
-from dialer.summary import RunSummary
+
+if TYPE_CHECKING:  # the reports' types only: printing a status must not load what a run needs
+    from dialer.gate import HoursReport
+    from dialer.preflight import ValidationReport
+    from dialer.status import OutcomeCounts, StatusReport
+    from dialer.summary import RunSummary
 
 
 def print_counts(counts: dict[str, int]) -> None:

@@ -17,7 +17,7 @@ from dialer.gate import reject_never_open, utc_now
 from dialer.lead_files import load_lead_list
 from dialer.lead_state import SETTLED, Status
 from dialer.leads import KEY, PRE_STATUS, RECYCLE_OF_CALLS, ROW, LeadTable, prepare
-from dialer.outcome_store import CALLS_SCHEMA, PAUSES_SCHEMA, PAYLOADS_SCHEMA
+from dialer.outcome_store import CALLS_SCHEMA, PAUSES_SCHEMA, PAYLOADS_SCHEMA, empty_frame
 from dialer.outcomes import Reading, latest_calls, outcomes_of_calls
 from dialer.recycle import RecyclePlan, plan, with_silence
 
@@ -48,9 +48,9 @@ class Record:
     def empty(cls) -> Record:
         return cls(
             Checkpoint.empty_states(),
-            pl.DataFrame(schema=CALLS_SCHEMA),
-            pl.DataFrame(schema=PAYLOADS_SCHEMA),
-            pl.DataFrame(schema=PAUSES_SCHEMA),
+            empty_frame(CALLS_SCHEMA),
+            empty_frame(PAYLOADS_SCHEMA),
+            empty_frame(PAUSES_SCHEMA),
         )
 
     @classmethod

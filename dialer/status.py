@@ -1,31 +1,32 @@
-"""`dialer status`: where a campaign stands, from its checkpoint (and its list, when readable)."""
+"""`dialer status`: where a campaign stands, from its checkpoint (and its list, when readable).
+
+Answered from SQLite alone when it can be: the counts the last run (or export) kept, carried
+forward by what the checkpoint recorded since, as long as the list and the config are the ones
+they were computed from. Only then does it load polars and read the whole list again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from dialer import logs
 from dialer.checkpoint import Checkpoint
-from dialer.config import Settings
-from dialer.config_schema import NO_OUTCOME
-from dialer.errors import DialerError
-from dialer.export import count_statuses
-from dialer.gate import HoursReport, calling_hours_report, utc_now, zone_inputs
-from dialer.lead_state import Status
-from dialer.leads import LeadTable
-from dialer.outcomes import STATUS
-from dialer.selection import OutcomeView, Record, existing_states, leads_to_dial, load_table, outcome_view
-from dialer.timestamps import iso_utc
+from dialer.fingerprints import file_fingerprint
+from dialer.lead_state import RowStatus, Status
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dialer.config import Settings
+    from dialer.gate import HoursReport
+    from dialer.selection import OutcomeView
 
 
 @dataclass(frozen=True)
 class ErrorCount:
-    error: str
+    error: str | None
     count: int
 
 
@@ -49,6 +50,12 @@ class OutcomeCounts:
 
 
 def outcome_counts(view: OutcomeView, states: pl.DataFrame) -> OutcomeCounts:
+    import polars as pl
+
+    from dialer.config_schema import NO_OUTCOME
+    from dialer.outcomes import STATUS
+    from dialer.timestamps import iso_utc
+
     latest = view.latest.join(
         states.select("key", pl.col("status").alias("lead_status")), on="key", how="left"
     )
@@ -89,6 +96,69 @@ class StatusReport:
 
 def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> StatusReport:
     """Counts per status, the runs so far, the most common errors."""
+    return quick_status(settings) or full_status(settings, clock)
+
+
+def quick_status(settings: Settings) -> StatusReport | None:
+    """From the checkpoint alone; None when the kept counts no longer hold (or say too little)."""
+    if settings.file.calling_hours is not None or settings.outcomes is not None:
+        return None  # who may be called now, what the calls came to: those need the list and polars
+    checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
+    try:
+        kept = checkpoint.kept_counts()
+        if kept is None or kept.get("config") != settings.fingerprint:
+            return None
+        try:
+            if file_fingerprint(settings.leads_path) != kept.get("input"):
+                return None
+        except OSError:
+            return None
+        counts = carried_forward(kept["counts"], kept["checkpoint"], checkpoint.counts())
+        return StatusReport(
+            campaign=settings.campaign.name,
+            checkpoint=str(settings.checkpoint_path),
+            identity=checkpoint.meta(),
+            counts=counts,
+            runs=checkpoint.runs(),
+            last_errors=[ErrorCount(error, n) for error, n in checkpoint.top_errors(10)],
+        )
+    finally:
+        checkpoint.close()
+
+
+def carried_forward(
+    kept: Mapping[str, int], then: Mapping[str, int], now: Mapping[str, int]
+) -> dict[str, int]:
+    """The results' counts kept at `then` (the checkpoint's own counts then), moved by what the
+    checkpoint recorded since. The list and config are unchanged, so only leads' checkpoint
+    statuses can have moved: between pending, in flight (shown unknown), placed, failed, unknown."""
+
+    def shown(counts: Mapping[str, int], status: RowStatus) -> int:
+        if status is RowStatus.UNKNOWN:
+            return counts.get(Status.UNKNOWN, 0) + counts.get(Status.IN_FLIGHT, 0)
+        return counts.get(status.value, 0)
+
+    result = {status.value: int(kept.get(status.value, 0)) for status in RowStatus}
+    moved = 0
+    for status in (RowStatus.PLACED, RowStatus.FAILED, RowStatus.UNKNOWN):
+        delta = shown(now, status) - shown(then, status)
+        result[status.value] += delta
+        moved += delta
+    result[RowStatus.PENDING.value] -= moved
+    return result
+
+
+def full_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> StatusReport:
+    """Reading the list again: counts from scratch, calling hours, outcomes."""
+    import polars as pl
+
+    from dialer import logs
+    from dialer.errors import DialerError
+    from dialer.export import count_statuses
+    from dialer.gate import calling_hours_report, utc_now, zone_inputs
+    from dialer.leads import LeadTable
+    from dialer.selection import Record, leads_to_dial, load_table, outcome_view
+
     checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
         record = Record.read(checkpoint, settings)
@@ -133,6 +203,9 @@ def campaign_status(settings: Settings, clock: Callable[[], datetime] | None = N
 
 def unfinished_leads(settings: Settings) -> int | None:
     """Leads still to be called (pending, or in flight when a run died); None without the list."""
+    from dialer.export import count_statuses
+    from dialer.selection import existing_states, load_table
+
     if not settings.leads_path.exists():
         return None
     counts = count_statuses(load_table(settings), existing_states(settings.checkpoint_path))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 
@@ -19,4 +21,6 @@ def iso_utc(moment: datetime) -> str:
 
 def stamp_to_time(column: str) -> pl.Expr:
     """A column of these stamps (`2026-11-30T13:56:43.123Z`) as UTC datetimes."""
+    import polars as pl
+
     return pl.col(column).str.to_datetime(_FORMAT, time_zone="UTC", strict=False)

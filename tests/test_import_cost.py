@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from conftest import KyzoServer
+from helpers import API_KEY, lead_rows, run_cli, settings_for, write_config, write_leads
 
 # (pydantic is not here: typer itself imports it to coerce a command's options)
 HEAVY = ("polars", "httpx", "aiohttp", "structlog", "matplotlib", "phonenumbers")
@@ -24,8 +27,13 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys
 
 
 def _imported(*args: str) -> set[str]:
+    env = {"KYZO_API_KEY": API_KEY, "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(list(args))], capture_output=True, text=True, check=True
+        [sys.executable, "-c", PROBE, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
@@ -41,3 +49,53 @@ def test_help_imports_none_of_the_heavy_libraries(args: list[str]) -> None:
 def test_the_probe_sees_a_heavy_import_when_there_is_one() -> None:
     """The check above can fail: a command that runs (validate of a missing file) does import them."""
     assert {"polars", "structlog"} <= _imported("validate", "/nonexistent/campaign.toml")
+
+
+def test_status_of_a_run_campaign_imports_no_dataframe_or_http_library(
+    kyzo: KyzoServer, tmp_path: Path
+) -> None:
+    """`dialer status` after a run answers from SQLite: polars, httpx and aiohttp stay unloaded."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(20))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(config), "--limit", "12"]).exit_code == 4
+
+    loaded = _imported("--log-format", "json", "status", str(config), "--json")
+
+    assert loaded & {"polars", "httpx", "aiohttp", "matplotlib"} == set()
+
+
+def test_status_carried_forward_equals_counting_again(kyzo: KyzoServer, tmp_path: Path) -> None:
+    """The counts status carries forward from the last run equal the ones the whole list gives,
+    after the checkpoint moved on (a lead claimed, one placed); an edited list is counted again."""
+    from dialer.checkpoint import Checkpoint, Claim, Result
+    from dialer.lead_state import Status
+    from dialer.leads import KEY, PHONE
+    from dialer.selection import existing_states, leads_to_dial, load_table
+    from dialer.status import full_status, quick_status
+
+    rows = lead_rows(30)
+    rows[3]["phone"] = "12345"  # rejected
+    rows[8]["phone"] = rows[2]["phone"]  # skipped: a duplicate
+    leads = write_leads(tmp_path / "leads.csv", rows)
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(config), "--limit", "10"]).exit_code == 4
+    settings = settings_for(config)
+    quick = quick_status(settings)
+    assert quick is not None and quick.counts == full_status(settings).counts
+
+    todo = leads_to_dial(
+        load_table(settings), existing_states(settings.checkpoint_path), frozenset({Status.PENDING})
+    )
+    (first_key, first_phone), (second_key, second_phone) = todo.select(KEY, PHONE).head(2).iter_rows()
+    checkpoint = Checkpoint.open(settings.checkpoint_path)
+    run = checkpoint.start_run("test", "fp", "fp")
+    checkpoint.claim_now([Claim(first_key, first_phone, None), Claim(second_key, second_phone, None)], run)
+    checkpoint.record_now([Result(first_key, Status.PLACED, 1, call_id="c-1")])
+    checkpoint.close()
+
+    moved = quick_status(settings)
+    assert moved is not None and moved.counts == full_status(settings).counts
+    assert moved.counts["unknown"] == 1 and moved.counts["placed"] == 11
+
+    leads.write_text(leads.read_text() + "CRM-999,Late,Springfield,+14155550199,late@example.com\n")
+    assert quick_status(settings) is None  # another list: counted again, from the list
