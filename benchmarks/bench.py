@@ -13,6 +13,8 @@ Scenarios (the numbers are the issue's):
   big_list    1,000,000 leads (2% bad numbers, 1% duplicates): validate, dry run, resume, export
   scale       100,000 vs 20,000 leads, latency 0, unlimited, 20 in flight: calls/s and peak RSS
   outcomes    100,000 outcome payloads posted at 500/s to `dialer collect`, a burst, then export
+  instant     --help, and status/run/export of a finished 100,000-lead campaign, vs python -c pass
+              and read_csv; a 1,000-lead run at 200 ms latency, 50 in flight, vs 250/s
 
 Work files go to benchmarks/work/ (emptied at the start); figures to benchmarks/results.json.
 Progress goes to stderr, the table to stdout. Exit 0 when every scenario ran, even if a target
@@ -1141,6 +1143,106 @@ def scenario_outcomes(s: Scenario, network: LeadList) -> None:
     )
 
 
+def median_child(args: Sequence[str], *, name: str, repeats: int, base_url: str | None = None) -> Child:
+    """The run with the median wall time of `repeats` (short commands are noisy one by one)."""
+    children = [run_child(args, name=f"{name}-{n}", timeout_s=120, base_url=base_url) for n in range(repeats)]
+    for child in children:
+        check_child(child, name, ok_codes=(0, 1))
+    return sorted(children, key=lambda c: c.wall_s)[len(children) // 2]
+
+
+def scenario_instant(s: Scenario, network: LeadList) -> None:
+    """Issue 15's fixed costs: whole processes as cron starts them, each beside its reference."""
+    folder = scenario_folder(s.name)
+    repeats = 5
+    progress(f"{s.name}: python -c pass and dialer --help, median of {repeats}")
+    bare = median_child([PYTHON, "-c", "pass"], name=f"{s.name}-python", repeats=repeats)
+    helped = median_child(dialer("--help"), name=f"{s.name}-help", repeats=repeats)
+    s.details.update(python=child_facts(bare), help=child_facts(helped))
+    s.add("reference: python -c pass", bare.wall_s, "s", ratio=1.0, ratio_of="reference")
+
+    def add_time(what: str, child: Child, reference: Child, of: str, target_s: float) -> None:
+        s.add(
+            what,
+            child.wall_s,
+            "s",
+            ratio=ratio(child.wall_s, reference.wall_s),
+            ratio_of=of,
+            target=f"< {target_s:g} s",
+            ok=child.wall_s < target_s,
+        )
+
+    add_time("dialer --help", helped, bare, "/ python -c pass", 0.3)
+
+    rows = 100_000
+    campaign = folder / "finished"
+    campaign.mkdir()
+    leads = campaign / "leads.csv"
+    generate_leads(rows, bad_share=0.02, dup_share=0.01, seed=13).frame.write_csv(leads)
+    read = median_child(
+        [PYTHON, "-c", "import sys, polars as pl; pl.read_csv(sys.argv[1], infer_schema=False)", str(leads)],
+        name=f"{s.name}-read-csv",
+        repeats=3,
+    )
+    s.add("reference: polars read_csv, 100k leads", read.wall_s, "s", ratio=1.0, ratio_of="reference")
+    with server(f"{s.name}-finished") as srv:
+        config = write_config(campaign, srv.url, leads, {"max_concurrency": 20})
+        progress(f"{s.name}: a finished {rows:,}-lead campaign (seeded, then one run to end it)")
+        seed = run_child(
+            [PYTHON, str(HERE / "seed_checkpoint.py"), str(config)], name=f"{s.name}-seed", timeout_s=120
+        )
+        check_child(seed, "seed_checkpoint.py")
+        ended = run_child(
+            dialer("run", str(config), "--no-progress"), name=f"{s.name}-end", timeout_s=120, base_url=srv.url
+        )
+        check_child(ended, "run (ending the seeded campaign)", ok_codes=(0, 1))
+        before = srv.metrics()["requests"]
+        progress(f"{s.name}: status, run and export of the finished campaign, median of 3")
+        status = median_child(dialer("status", str(config)), name=f"{s.name}-status", repeats=3)
+        resumed = median_child(
+            dialer("run", str(config), "--no-progress"), name=f"{s.name}-run", repeats=3, base_url=srv.url
+        )
+        exported = median_child(dialer("export", str(config)), name=f"{s.name}-export", repeats=3)
+        sent = srv.metrics()["requests"] - before
+    s.details.update(status=child_facts(status), run=child_facts(resumed), export=child_facts(exported))
+    add_time("status, finished 100k campaign", status, read, "/ read_csv", 0.6)
+    add_time("run, finished 100k campaign (nothing to send)", resumed, read, "/ read_csv", 1.0)
+    add_time("export, finished 100k campaign", exported, read, "/ read_csv", 1.5)
+    s.add("requests sent by run/status/export", sent, "requests", target="== 0", ok=sent == 0)
+
+    workers, latency, small = 50, 200, 1_000
+    ideal = workers / (latency / 1000)
+    progress(
+        f"{s.name}: dialer run, {small:,} leads, {latency} ms latency, {workers} in flight, 3 fresh runs"
+    )
+    rates: list[Measured] = []
+    for n in range(3):
+        run_folder = scenario_folder(f"{s.name}/small-{n}")
+        small_leads = prepare_list(run_folder, network, small)
+        small_config = write_config(
+            run_folder, "http://127.0.0.1:9", small_leads, {"max_concurrency": workers}
+        )
+        run = against_server(
+            f"{s.name}-small-{n}",
+            dialer("run", str(small_config), "--no-progress"),
+            latency_ms=latency,
+            timeout_s=120,
+        )
+        check_every_lead_once(run, small, "dialer run (1,000 leads)")
+        rates.append(run)
+    middle = sorted(rates, key=lambda r: r.e2e_rate)[1]
+    s.details["small_run"] = measured_facts(middle)
+    s.add(
+        "1,000-lead run, 200 ms, c=50: calls/s (whole process)",
+        middle.e2e_rate,
+        "/s",
+        ratio=middle.e2e_rate / ideal,
+        ratio_of=f"/ {workers}/{latency / 1000:g} s = {ideal:.0f}",
+        target=">= 0.90x",
+        ok=middle.e2e_rate >= 0.9 * ideal,
+    )
+
+
 SCENARIOS: dict[str, tuple[str, Callable[[Scenario, LeadList], None]]] = {
     "overhead": ("1. Overhead vs bare httpx loop", scenario_overhead),
     "pacing": ("2. Pacing at 100 calls/s", scenario_pacing),
@@ -1148,6 +1250,7 @@ SCENARIOS: dict[str, tuple[str, Callable[[Scenario, LeadList], None]]] = {
     "big_list": ("4. Big list, 1,000,000 leads", scenario_big_list),
     "scale": ("5. Throughput at scale", scenario_scale),
     "outcomes": ("6. Outcomes: 100,000 received at 500/s, then exported", scenario_outcomes),
+    "instant": ("7. Instant commands: the fixed cost of every start", scenario_instant),
 }
 
 
