@@ -477,5 +477,15 @@ def _run_argv(
 app.command("mock-server")(mock_server)
 
 
+# polars' allocator (jemalloc, configured by this variable when polars loads) keeps freed pages
+# for a while, so a transient peak stays resident: a 1M-lead validate peaked at 2.5x a plain
+# read_csv. Returning them at once costs a few percent of time on the 1M-lead paths and nothing
+# measurable elsewhere (benchmarks/README.md). Set unconditionally: polars exports its own
+# default into the environment of any process that imports it, so a dialer started from such a
+# process (a Python scheduler, the benchmark) would otherwise inherit that instead.
+ALLOCATOR_CONF = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+
 def main() -> None:
+    os.environ.update([ALLOCATOR_CONF])
     app()

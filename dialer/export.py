@@ -41,8 +41,8 @@ def results_plan(
 
     `outcomes` (with [outcomes]): per lead `key`, the outcome columns of its latest call.
     """
-    checkpoint = states.lazy().select(
-        pl.col("key").alias("__ck_key"),
+    checkpoint = states.select(
+        pl.col("key"),
         pl.col("status").alias("__ck_status"),
         pl.col("call_id").alias("__ck_call_id"),
         pl.col("error").alias("__ck_error"),
@@ -51,22 +51,16 @@ def results_plan(
         pl.col("updated_at").alias("__ck_updated"),
         pl.col("calls").alias("__ck_calls"),
     )
-    joined = table.frame.lazy().join(
-        checkpoint, left_on=LOOKUP, right_on="__ck_key", how="left", maintain_order="left"
-    )
     outcome_columns = [c for c in outcomes.columns if c != "key"] if outcomes is not None else []
+    frame = table.frame.hstack(_matched(table.frame[LOOKUP], checkpoint))
     if outcomes is not None:
-        joined = joined.join(
-            outcomes.lazy(), left_on=LOOKUP, right_on="key", how="left", maintain_order="left"
-        )
+        frame = frame.hstack(_matched(table.frame[LOOKUP], outcomes))
+    joined = frame.lazy()
     pre = pl.col(PRE_STATUS).is_not_null()
-    called = pl.col("__ck_status").is_in([Status.PLACED.value, Status.UNKNOWN.value, Status.IN_FLIGHT.value])
     # One row carries an earlier call: the valid row with that key if there is one, else the
     # first row that now has a verdict of its own.
-    held = (pl.col(KEY).is_not_null() & ~pre).any().over(LOOKUP)
-    first = pl.col(ROW) == pl.col(ROW).min().over(LOOKUP)
-    revived = pre & called & ~held & first & pl.col(LOOKUP).is_not_null()
-    joined = joined.with_columns(revived.fill_null(False).alias("__revived"))
+    revived = pl.col(ROW).is_in(_revived_rows(table.frame, states))
+    joined = joined.with_columns(revived.alias("__revived"))
     in_checkpoint = pl.col("__ck_status").is_not_null() & (~pre | pl.col("__revived"))
     status = (
         pl.when(pre & ~pl.col("__revived"))
@@ -102,6 +96,50 @@ def results_plan(
         pl.when(in_checkpoint).then(pl.col("__ck_calls")).otherwise(0).alias(CALLS),
         *(_inert(pl.when(in_checkpoint).then(pl.col(c))).alias(c) for c in outcome_columns),
     )
+
+
+def _matched(lookup: pl.Series, by_key: pl.DataFrame) -> pl.DataFrame:
+    """`by_key`'s other columns for each lookup value, in the list's order (null where none).
+
+    `by_key` has one row per `key`. Only the lookup column goes through the join; the rows are
+    then gathered by position, so the list's own columns are never copied (a join of the whole
+    table would copy every one of them)."""
+    position = "__position"
+    at = (
+        lookup.to_frame(LOOKUP)
+        .join(
+            by_key.select(pl.col("key").alias(LOOKUP)).with_row_index(position),
+            on=LOOKUP,
+            how="left",
+            maintain_order="left",
+        )
+        .get_column(position)
+    )
+    return by_key.drop("key").select(pl.all().gather(at))
+
+
+def _revived_rows(frame: pl.DataFrame, states: pl.DataFrame) -> pl.Series:
+    """Rows with a verdict of their own whose lead was called anyway (the row changed after its
+    call): the one row that carries that call, when no valid row with its key does, and it is
+    the first with its lookup. Usually none; found among the few rows with a verdict and a
+    call, not by grouping the whole list."""
+    called = states.filter(pl.col("status").is_in(_CALLED)).select(pl.col("key").alias(LOOKUP))
+    candidates = (
+        frame.filter(pl.col(PRE_STATUS).is_not_null() & pl.col(LOOKUP).is_not_null())
+        .select(LOOKUP)
+        .join(called, on=LOOKUP, how="semi")
+        .unique()
+    )
+    if candidates.height == 0:
+        return pl.Series(ROW, [], dtype=pl.Int64)
+    group = frame.filter(pl.col(LOOKUP).is_in(candidates[LOOKUP])).select(ROW, KEY, LOOKUP, PRE_STATUS)
+    pre = pl.col(PRE_STATUS).is_not_null()
+    held = (pl.col(KEY).is_not_null() & ~pre).any().over(LOOKUP)
+    first = pl.col(ROW) == pl.col(ROW).min().over(LOOKUP)
+    return group.filter(pre & ~held & first)[ROW]
+
+
+_CALLED = [Status.PLACED.value, Status.UNKNOWN.value, Status.IN_FLIGHT.value]
 
 
 def _inert(text: pl.Expr) -> pl.Expr:

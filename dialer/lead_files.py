@@ -41,12 +41,14 @@ def load_lead_list(path: Path, *, delimiter: str | None = None, encoding: str = 
         raise LeadsError(f"{path}: unsupported file type '{suffix}'; export the list as .csv or .parquet")
     # Trailing blank rows (Excel leaves them) are not leads; blank rows in the middle stay, so
     # row numbers match the spreadsheet, and are rejected for their missing phone number.
-    filled = ~pl.all_horizontal(pl.all().is_null() | (pl.all().str.strip_chars() == ""))
+    filled = pl.any_horizontal(pl.all().str.contains(r"\S").fill_null(False))  # no stripped copies
     last = frame.select(filled.arg_true().max()).item()
     frame = frame.head(0 if last is None else last + 1)
     if frame.height == 0:
         raise LeadsError(f"{path}: has a header but no data rows")
-    return frame
+    # One chunk per column: the reader's dozens would otherwise be realigned (copied, the whole
+    # table) the first time a computed column meets them, and again on later selections.
+    return frame.rechunk()
 
 
 def read_parquet_as_text(path: Path) -> pl.DataFrame:

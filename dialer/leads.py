@@ -33,7 +33,8 @@ INTERNAL = (ROW, PHONE, REGION, KEY, LOOKUP, PRE_STATUS, REASON, DUPLICATE_OF, R
 # A phone cell this long is no typo: the file is broken (an unbalanced quote swallows the rows
 # after it into one cell), so the whole list is refused rather than silently shortened.
 BROKEN_PHONE_CELL_CHARS = 1000
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Matched with the cell's surrounding blanks allowed, instead of stripping a copy of the column.
+_EMAIL = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ def prepare(
         phones.struct.field("reason").alias("__phone_reason"),
     )
 
-    def empty(column: str) -> pl.Expr:
-        return pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
+    def empty(column: str) -> pl.Expr:  # null or blank, without a stripped copy of the column
+        return pl.col(column).is_null() | ~pl.col(column).str.contains(r"\S")
 
     reasons: list[pl.Expr] = [pl.col("__phone_reason")]
     if config.allowed_regions:
@@ -162,9 +163,8 @@ def prepare(
             )
         )
     if cols.email:
-        email = pl.col(cols.email).str.strip_chars()
         reasons.append(
-            pl.when(~empty(cols.email) & ~email.str.contains(_EMAIL)).then(
+            pl.when(~empty(cols.email) & ~pl.col(cols.email).str.contains(_EMAIL)).then(
                 pl.lit(f"invalid email in column '{cols.email}'")
             )
         )
@@ -182,11 +182,9 @@ def prepare(
         key = pl.format("{}|{}|{}", pl.col(PHONE), ref, occurrence)
     lookup = key if config.dedupe != "none" else pl.when(pl.col("__reject").is_null()).then(key)
     work = work.with_columns(pl.when(pl.col("__reject").is_null()).then(key).alias(KEY), lookup.alias(LOOKUP))
-    first_row = pl.col(ROW).min().over(KEY)
     valid = pl.col("__reject").is_null()
     blocked = valid & pl.col(PHONE).is_in(sorted(do_not_call))
-    duplicate_of = pl.when(valid & ~blocked & (first_row != pl.col(ROW))).then(first_row)
-    work = work.with_columns(duplicate_of.alias(DUPLICATE_OF))
+    work = work.with_columns(_duplicate_of(work, valid, blocked).alias(DUPLICATE_OF))
     skip = (
         pl.when(blocked)
         .then(pl.lit("do-not-call"))
@@ -203,6 +201,24 @@ def prepare(
         pl.coalesce("__reject", "__skip").alias(REASON),
     ).drop("__phone_reason", "__reject", "__skip")
     return LeadTable(frame=work, input_columns=input_columns, path=path)
+
+
+def _duplicate_of(work: pl.DataFrame, valid: pl.Expr, blocked: pl.Expr) -> pl.Series:
+    """For each valid row not on the do-not-call list whose key an earlier row has, that row.
+
+    A window (`min().over(KEY)`) would group the whole list by key; only the duplicates, a few
+    percent, need their first row, so they are looked up among the first occurrences instead."""
+    repeated = valid & ~blocked & ~pl.col(KEY).is_first_distinct()
+    marked = work.select(ROW, KEY, repeated.alias("repeated"), pl.col(KEY).is_first_distinct().alias("first"))
+    repeats = marked.filter("repeated").select(ROW, KEY)
+    result = pl.repeat(None, work.height, dtype=pl.Int64, eager=True)
+    if repeats.height == 0:
+        return result
+    firsts = marked.filter(pl.col("first") & pl.col(KEY).is_in(repeats[KEY].unique())).select(
+        KEY, pl.col(ROW).alias("first_row")
+    )
+    found = repeats.join(firsts, on=KEY, how="left", maintain_order="left")
+    return result.scatter(found[ROW] - 1, found["first_row"])
 
 
 def _unknown_zones(cells: pl.Series) -> list[str]:

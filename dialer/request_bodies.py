@@ -8,9 +8,10 @@ time, so a million-row list never becomes a million dicts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import repeat
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -23,9 +24,11 @@ from dialer.leads import KEY, PHONE, RECYCLE_OF_CALLS, ROW
 _TEMPLATE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 
 
-@dataclass(frozen=True)
-class LeadRequest:
-    """One lead ready to send: its checkpoint key, input row and placeCall body."""
+class LeadRequest(NamedTuple):
+    """One lead ready to send: its checkpoint key, input row and placeCall body.
+
+    A named tuple: a million of them are made in a 1M-lead run, three times faster than a
+    frozen dataclass."""
 
     key: str
     row: int
@@ -82,10 +85,36 @@ def _template_columns(value: Any) -> Iterator[str]:
             yield from leaf.columns
 
 
-def _render(value: Any, row: Mapping[str, str]) -> Any:
-    return jsontree.map_leaves(
-        value, lambda leaf, _: leaf.render(row) if isinstance(leaf, Template) else leaf
-    )
+Renderer = Callable[[Mapping[str, str]], Any]
+
+
+def compile_renderer(value: Any) -> Renderer:
+    """A function that builds `value` for one row, its templates filled.
+
+    Built once per run: a subtree without a template is made once and the same object goes
+    into every body (bodies are serialised, never changed), so a body costs only its
+    templates, not a walk of every tool's args."""
+    if isinstance(value, Template):
+        return value.render
+    if not _has_template(value):
+        return lambda _row: value
+    if isinstance(value, dict):
+        fixed = {name: item for name, item in value.items() if not _has_template(item)}
+        filled = [(name, compile_renderer(item)) for name, item in value.items() if name not in fixed]
+
+        def render_dict(row: Mapping[str, str]) -> dict[str, Any]:
+            built = dict(fixed)  # the fixed fields first: key order means nothing in JSON
+            for name, render in filled:
+                built[name] = render(row)
+            return built
+
+        return render_dict
+    items = [compile_renderer(item) for item in value]  # a list: map_leaves made tuples lists
+    return lambda row: [render(row) for render in items]
+
+
+def _has_template(value: Any) -> bool:
+    return any(isinstance(leaf, Template) for leaf in jsontree.iter_leaves(value))
 
 
 @dataclass(frozen=True)
@@ -99,6 +128,7 @@ class RequestSpec:
     agent_params: Mapping[str, str]
     tools: list[dict[str, Any]]
     template_columns: tuple[str, ...]
+    render_tools: Renderer = lambda _row: []
 
     @classmethod
     def build(cls, settings: Settings, columns: Sequence[str]) -> RequestSpec:
@@ -132,6 +162,7 @@ class RequestSpec:
             agent_params=dict(settings.leads.agent_params),
             tools=tools,
             template_columns=tuple(used),
+            render_tools=compile_renderer(tools),
         )
 
     def needed_columns(self) -> list[str]:
@@ -140,18 +171,15 @@ class RequestSpec:
         return list(dict.fromkeys(names))
 
     def body(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        text = {k: ("" if v is None else str(v)) for k, v in row.items()}
-        body: dict[str, Any] = {
-            "fromPhoneNumberId": self.from_phone_number_id,
-            "phoneNumber": text[PHONE],
-        }
-        if self.email_column and text[self.email_column].strip():
-            body["email"] = text[self.email_column].strip()
-        body["agentParams"] = {param: text[column] for param, column in self.agent_params.items()}
+        """`row`: the needed columns as text, nulls as "" (as `iter_requests` gives them)."""
+        body: dict[str, Any] = {"fromPhoneNumberId": self.from_phone_number_id, "phoneNumber": row[PHONE]}
+        if self.email_column and (email := row[self.email_column].strip()):
+            body["email"] = email
+        body["agentParams"] = {param: row[column] for param, column in self.agent_params.items()}
         if self.reference_column:
-            body["referenceId"] = text[self.reference_column].strip()
+            body["referenceId"] = row[self.reference_column].strip()
         if self.tools:
-            body["tools"] = [{**tool, "args": _render(tool["args"], text)} for tool in self.tools]
+            body["tools"] = self.render_tools(row)
         return body
 
 
@@ -181,11 +209,13 @@ def iter_requests(frame: pl.DataFrame, spec: RequestSpec, slice_size: int = 2000
     """Yield request bodies a slice at a time, in input order."""
     columns = spec.needed_columns()
     recycling = RECYCLE_OF_CALLS in frame.columns
-    if recycling:
-        columns.append(RECYCLE_OF_CALLS)
     for offset in range(0, frame.height, slice_size):
-        chunk = frame.slice(offset, slice_size).select(columns)
-        for row in chunk.iter_rows(named=True):
-            zone = row[spec.timezone_column] if spec.timezone_column else None
-            recycle = row[RECYCLE_OF_CALLS] if recycling else None
-            yield LeadRequest(row[KEY], row[ROW], row[PHONE], spec.body(row), zone, recycle)
+        chunk = frame.slice(offset, slice_size)
+        # the body's columns as text, nulls as "", converted a slice at a time rather than per row
+        text = chunk.select(pl.col(c).cast(pl.String).fill_null("") for c in columns)
+        zones = chunk[spec.timezone_column].to_list() if spec.timezone_column else repeat(None)
+        recycles = chunk[RECYCLE_OF_CALLS].to_list() if recycling else repeat(None)
+        rows = chunk[ROW].to_list()
+        for values, row, zone, recycle in zip(text.iter_rows(), rows, zones, recycles, strict=False):
+            fields = dict(zip(columns, values))  # noqa: B905 - both from the same select
+            yield LeadRequest(fields[KEY], row, fields[PHONE], spec.body(fields), zone, recycle)

@@ -704,7 +704,7 @@ def _placed_before(rig: Rig, key: str) -> None:
 
 
 def _recycled(lead: LeadRequest, of_calls: int) -> LeadRequest:
-    return replace(lead, recycle_of_calls=of_calls)
+    return lead._replace(recycle_of_calls=of_calls)
 
 
 def test_recycled_lead_is_called_again_and_counted(rig: Rig) -> None:
