@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import socket
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, ExitStack, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import polars as pl
@@ -25,37 +27,31 @@ import polars as pl
 from dialer import logs
 from dialer.checkpoint import Checkpoint
 from dialer.checkpoint_files import purge_targets
-from dialer.client import KyzoClient, Outcome
 from dialer.config import Settings
-from dialer.dispatch import Dispatcher
-from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
+from dialer.dial_session import dial, receiver_socket
+from dialer.dispatch_options import DispatchReport, StopReason
 from dialer.errors import (
     CheckpointUnwritable,
     CheckpointWriteFailed,
     OutputError,
     ResultsNotWritten,
-    UserError,
 )
 from dialer.exits import ExitCode
 from dialer.export import STATUS, build_results, errors_only, status_counts
 from dialer.fingerprints import file_fingerprint
 from dialer.gate import CallingGate, calling_gate, utc_now
-from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus, Status, claimable_from
+from dialer.kept_counts import counts_basis, keep
+from dialer.lead_state import Status, claimable_from
 from dialer.leads import LeadTable
-from dialer.limiter import RateLimiter
 from dialer.log_recovery import take_back
 from dialer.notify import notify
 from dialer.outputs import check_outputs, write_atomic
-from dialer.progress import Progress
-from dialer.receiver import bind, serving
-from dialer.report import write_report
-from dialer.report_data import History
-from dialer.request_bodies import LeadRequest, RequestSpec, iter_requests
+from dialer.request_bodies import RequestSpec, iter_requests
 from dialer.run_checkpoint import open_for_run
 from dialer.run_lock import RunLock
 from dialer.selection import OutcomeView, Record, existing_record, leads_to_dial, load_table, outcome_view
-from dialer.signals import stop_on_signals
-from dialer.summary import RunSummary
+from dialer.summary import RunSummary, exit_code_for
+from dialer.unchanged_run import unchanged_run
 
 
 @dataclass(frozen=True)
@@ -95,6 +91,8 @@ def run_campaign(
     """Dial what is left of the campaign. Tests' seams: `transport` replaces the network,
     `before_commit` runs before each checkpoint commit (and may fail it, as a full disk does)."""
     with _campaign_lock(settings) as ensure_locked:
+        if (unchanged := _unchanged(settings, options, ensure_locked, before_commit)) is not None:
+            return _ended(settings, unchanged)
         table = load_table(settings, clock=options.clock, ignore_calling_hours=options.ignore_calling_hours)
         spec = RequestSpec.build(settings, table.input_columns)
         check_outputs(
@@ -109,31 +107,76 @@ def run_campaign(
             return _dry_run(settings, table, spec, options)
         with ExitStack() as stack:
             # bound before any call: a port already taken is exit 2 with nothing sent
-            listening = stack.enter_context(_receiver_socket(settings)) if options.collect else None
+            listening = stack.enter_context(receiver_socket(settings)) if options.collect else None
             checkpoint = open_for_run(
                 settings, new_campaign=options.new_campaign, before_commit=before_commit
             )
             stack.callback(checkpoint.close)
             summary = _run_with_checkpoint(settings, options, checkpoint, table, spec, transport, listening)
+    return _ended(settings, summary)
+
+
+def _ended(settings: Settings, summary: RunSummary) -> RunSummary:
     logs.get_logger().info("run_end", **summary.as_dict(), next_window=summary.next_window)
     if settings.file.notify is not None:
         notify(settings.file.notify.url, summary, timeout_s=settings.file.notify.timeout_s)
     return summary
 
 
+def _unchanged(
+    settings: Settings,
+    options: RunOptions,
+    ensure_locked: Callable[[], None],
+    before_commit: Callable[[], None] | None,
+) -> RunSummary | None:
+    """A finished campaign with nothing new since its files were written (`unchanged_run`)."""
+    if options.dry_run or options.collect or options.wait_outcomes_s or options.new_campaign:
+        return None
+    if not settings.checkpoint_path.exists():
+        return None
+    try:
+        size = settings.leads_path.stat().st_size
+    except OSError:
+        return None  # the full run says what is wrong with the list
+    # the full run's refusals, in its order after the list: outputs, then the key
+    check_outputs(
+        settings.leads_path,
+        [settings.results_path, settings.errors_path],
+        checkpoint=settings.checkpoint_path,
+        need_bytes=2 * size,
+    )
+    settings.require_api_key()
+    ensure_locked()
+    return unchanged_run(
+        settings,
+        command=options.command,
+        claims_failed=options.retry_failed,
+        claims_unknown=options.redial_unknown,
+        before_commit=before_commit,
+    )
+
+
 def export_campaign(settings: Settings) -> RunSummary:
     """Write the results and errors files again from the checkpoint and the input list."""
-    with _campaign_lock(settings) as ensure_locked:  # a live run owns these files until it ends
+    with (
+        _campaign_lock(settings) as ensure_locked,  # a live run owns these files until it ends
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-record") as pool,
+    ):
+        reading = None
+        if settings.checkpoint_path.exists():
+            ensure_locked()  # what is read must not change under the export
+            # SQLite reads the record (off the GIL) while polars loads the list
+            reading = pool.submit(existing_record, settings)
         table = load_table(settings)
         check_outputs(settings.leads_path, [settings.results_path, settings.errors_path])
         ensure_locked()
-        written = write_outputs(settings, table, existing_record(settings), utc_now())
+        record = reading.result() if reading is not None else Record.empty()
+        written = write_outputs(settings, table, record, utc_now())
         if settings.checkpoint_path.exists():  # the counts `status` can then give without the list
             checkpoint = Checkpoint.open(settings.checkpoint_path)
             try:
-                checkpoint.save_counts(
-                    written.counts, config=settings.fingerprint, input_=file_fingerprint(settings.leads_path)
-                )
+                # no files kept current: the report was not written (the next run writes all three)
+                keep(checkpoint, written.counts, counts_basis(settings), [])
             finally:
                 checkpoint.close()
     return RunSummary.of(settings, ExitCode.OK, written.counts)
@@ -161,22 +204,6 @@ def write_outputs(settings: Settings, table: LeadTable, record: Record, now: dat
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
     return Written(results.select(STATUS), status_counts(results), view)
-
-
-def exit_code_for(
-    counts: dict[str, int], report: DispatchReport, *, recycle_waiting: bool = False
-) -> ExitCode:
-    """The first of 3, 4, 1, 0 that applies (5 and 2 never get this far).
-
-    Leads due to be called again (now or later) keep a campaign unfinished, as pending ones do.
-    """
-    if report.stop_reason is StopReason.API:
-        return ExitCode.API
-    if counts.get(RowStatus.PENDING, 0) > 0 or recycle_waiting:
-        return ExitCode.STOPPED
-    if any(counts.get(status, 0) for status in ERROR_ROW_STATUSES):
-        return ExitCode.INCOMPLETE
-    return ExitCode.OK
 
 
 @contextmanager
@@ -216,6 +243,7 @@ def _run_with_checkpoint(
     if recovered:
         log.warning("recovered_in_flight", leads=recovered, status="unknown")
     input_fingerprint = file_fingerprint(settings.leads_path)
+    basis = counts_basis(settings, input_fingerprint)
     run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fingerprint)
     record = Record.read(checkpoint, settings)
     view = outcome_view(settings, record, options.now(), table)
@@ -237,7 +265,8 @@ def _run_with_checkpoint(
         # collector's reach: a full collection mid-run would stall sends for tens of ms.
         gc.collect()
         gc.freeze()
-        session = _dispatch(settings, options, checkpoint, run_id, todo, spec, gate, transport, listening)
+        session = dial(settings, options, checkpoint, run_id, todo, spec, gate, transport, listening)
+        _import_meanwhile("dialer.report")  # the report's libraries load while calls are in flight
         report = asyncio.run(session)
         if report.stop_reason is StopReason.CHECKPOINT or report.unrecorded:
             _checkpoint_unwritable(settings, options, checkpoint, table, report, gate)
@@ -258,12 +287,16 @@ def _run_with_checkpoint(
     placed = report.outcomes.get(Status.PLACED.value, 0)
     try:
         checkpoint.end_run(run_id, summary.exit_code, summary.counts, sent=report.sent, placed=placed)
-        checkpoint.save_counts(summary.counts, config=settings.fingerprint, input_=input_fingerprint)
+        summary.report_path = _run_report(settings, table, record, written, checkpoint, options.now())
+        # with the report too, the three files are current: a run that changes nothing keeps them
+        files = (
+            [settings.results_path, settings.errors_path, summary.report_path] if summary.report_path else []
+        )
+        keep(checkpoint, summary.counts, basis, files)
     except CheckpointWriteFailed as exc:
         raise CheckpointUnwritable(
             f"{exc}; the run's calls are recorded. {_free_and_rerun(options)}"
         ) from None
-    summary.report_path = _run_report(settings, table, record, written, checkpoint, options.now())
     return summary
 
 
@@ -304,6 +337,18 @@ def _checkpoint_unwritable(
     raise CheckpointUnwritable(f"{said} {_free_and_rerun(options)}")
 
 
+def _import_meanwhile(module: str) -> None:
+    """Import `module` on a thread: a run waiting on the network has the CPU to spare, and the
+    report's plotting stack takes a third of a second to load. Any failure is left to the real
+    import, which raises it where it matters."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
+
+
 def _free_and_rerun(options: RunOptions) -> str:
     return f"Free some space on its disk (or fix the file), then run: {options.resume_command}"
 
@@ -317,118 +362,15 @@ def _run_report(
     now: datetime,
 ) -> Path | None:
     """The report at the end of every run; a report that cannot be written never changes the exit."""
+    from dialer.report import write_report
+    from dialer.report_data import History
+
     history = History(checkpoint.runs(), *checkpoint.calls_timeline())
     try:
         return write_report(settings, table, record, written.statuses, written.view, history, now)
     except OutputError as exc:
         logs.get_logger().warning("report_not_written", error=str(exc))
         return None
-
-
-@contextmanager
-def _receiver_socket(settings: Settings) -> Iterator[socket.socket]:
-    if settings.outcomes is None:
-        raise UserError(f"{settings.source}: --collect needs an [outcomes] table in the config")
-    sock = bind(settings.outcomes.listen)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-async def _dispatch(
-    settings: Settings,
-    options: RunOptions,
-    checkpoint: Checkpoint,
-    run_id: int,
-    todo: pl.DataFrame,
-    spec: RequestSpec,
-    gate: CallingGate | None,
-    transport: httpx.AsyncBaseTransport | None,
-    listening: socket.socket | None,
-) -> DispatchReport:
-    log = logs.get_logger()
-    limits = settings.limits
-    loop = asyncio.get_running_loop()
-    writer = checkpoint.writer(loop, run_id, options.claimable)
-    progress = Progress(min(todo.height, options.limit or todo.height), enabled=options.progress)
-
-    def on_outcome(lead: LeadRequest, status: Status, outcome: Outcome, attempts: int) -> None:
-        log.debug(
-            "lead_outcome",
-            row=lead.row,
-            phone=logs.mask_phone(lead.phone),
-            status=status.value,
-            http_status=outcome.http_status,
-            attempts=attempts,
-            error=outcome.message or None,
-        )
-        progress.advance(status.value)
-
-    tag = checkpoint.tagger()
-
-    def on_event(event: str, **fields: Any) -> None:
-        level = log.warning if event in _WARNING_EVENTS else log.info
-        if "result" in fields:  # an answer not recorded: logged so that the next run can take it back
-            result = fields.pop("result")
-            fields.update(
-                lead=tag(result.key),
-                status=result.status.value,
-                call_id=result.call_id,
-                attempts=result.attempts,
-                http_status=result.http_status,
-                result_error=result.error,
-            )
-        level(event, **fields)
-        if event == "pace":  # the pauses the API imposed, for the report's timeline
-            writer.note_pause(run_id, fields["pause_s"], fields["status"])
-
-    def on_pace(event: str, rate: float) -> None:
-        log.info("pace_change", change=event, calls_per_second=round(rate, 3))
-
-    client = KyzoClient.for_settings(settings, settings.require_api_key(), transport=transport)
-    async with client, AsyncExitStack() as receiving:
-        if listening is not None:
-            await receiving.enter_async_context(serving(settings, listening))
-        dispatcher: Dispatcher
-
-        async def interruptible_sleep(delay: float) -> None:
-            await dispatcher.sleep(delay)
-
-        limiter = RateLimiter(rate=limits.calls_per_second, sleep=interruptible_sleep, on_change=on_pace)
-        dispatcher = Dispatcher(
-            client,
-            writer,
-            limiter,
-            DispatchOptions.of(settings, limit=options.limit),
-            on_outcome=on_outcome,
-            on_event=on_event,
-            gate=gate,
-        )
-        try:
-            with stop_on_signals(loop, dispatcher):
-                report = await dispatcher.run(iter_requests(todo, spec))
-                if options.wait_outcomes_s:
-                    await _wait_for_outcomes(checkpoint, options.wait_outcomes_s, dispatcher)
-        finally:
-            await writer.aclose()
-            progress.close()
-    return report
-
-
-async def _wait_for_outcomes(checkpoint: Checkpoint, seconds: float, dispatcher: Dispatcher) -> None:
-    """Until every placed lead has an outcome, the time is up, or a signal says stop."""
-    log = logs.get_logger()
-    deadline = asyncio.get_running_loop().time() + seconds
-    waiting = await asyncio.to_thread(checkpoint.awaiting_outcomes)
-    log.info("waiting_for_outcomes", leads=waiting, for_s=seconds)
-    while waiting and not dispatcher.stopping and asyncio.get_running_loop().time() < deadline:
-        await dispatcher.sleep(1.0)
-        waiting = await asyncio.to_thread(checkpoint.awaiting_outcomes)
-    log.info("outcomes_wait_over", still_awaiting=waiting)
-
-
-_WARNING_EVENTS = frozenset({"stopping", "record_failed", "claim_refused", "claim_failed"})
 
 
 def _finish(
@@ -470,8 +412,11 @@ def _dry_run(settings: Settings, table: LeadTable, spec: RequestSpec, options: R
     view = outcome_view(settings, record, now, table)
     due = view.recycle.due_now if view is not None and view.recycle is not None else None
     todo = leads_to_dial(table, record.states, frozenset({Status.PENDING}), due, spec.needed_columns())
-    built = sum(1 for _ in iter_requests(todo, spec))
-    written = write_outputs(settings, table, record, now)
+    # the files are written (in polars, off the GIL) while the bodies are built (in Python)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dry-run-outputs") as pool:
+        writing = pool.submit(write_outputs, settings, table, record, now)
+        built = sum(1 for _ in iter_requests(todo, spec))
+        written = writing.result()
     report = DispatchReport()
     return RunSummary.of(
         settings,

@@ -29,7 +29,7 @@ from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, cla
 from dialer.timestamps import utc_now
 
 _TAG_SALT = "_lead_tag_salt"
-_COUNTS = "_counts"  # the results' counts at the end of the last run or export (save_counts)
+_KEPT = "_counts"  # the results' counts at the end of the last run or export (kept_counts)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -155,19 +155,20 @@ class Checkpoint:
         salt = bytes.fromhex(row[0]) if row else b""
         return lambda key: hmac.new(salt, key.encode(), hashlib.sha256).hexdigest()[:16]
 
-    def save_counts(self, counts: Mapping[str, int], *, config: str, input_: str) -> None:
-        """Keep the results' counts with what they were computed from (the config, the list and the
-        checkpoint's own counts), so `status` can carry them forward without reading the list."""
-        kept = {"counts": dict(counts), "config": config, "input": input_, "checkpoint": self.counts()}
+    def save_kept(self, text: str) -> None:
+        """Keep the results' counts and what they hold for (`kept_counts.keep`), as one value."""
         with self._transaction():
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_COUNTS, json.dumps(kept))
-            )
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (_KEPT, text))
 
-    def kept_counts(self) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_COUNTS,)).fetchone()
-        kept: dict[str, Any] | None = json.loads(row[0]) if row else None
-        return kept
+    def kept(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_KEPT,)).fetchone()
+        return str(row[0]) if row else None
+
+    def latest_run_id(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0])
+
+    def latest_payload_id(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM payloads").fetchone()[0])
 
     def top_errors(self, limit: int = 10) -> list[tuple[str | None, int]]:
         """The most common errors of failed and unknown leads."""
@@ -266,11 +267,11 @@ class Checkpoint:
             )
         return cursor.rowcount
 
-    def states(self) -> pl.DataFrame:
-        """Every lead the checkpoint knows, as a frame (no per-row objects kept)."""
-        return outcome_store.read_frame(
-            self._db, f"SELECT {', '.join(STATE_SCHEMA)} FROM leads", STATE_SCHEMA
-        )
+    def states(self, without: Iterable[str] = ()) -> pl.DataFrame:
+        """Every lead the checkpoint knows, as a frame (no per-row objects kept); `without`:
+        columns the caller has no use for (a million leads' phone numbers are not free to read)."""
+        columns = {name: kind for name, kind in STATE_SCHEMA.items() if name not in set(without)}
+        return outcome_store.read_frame(self._db, f"SELECT {', '.join(columns)} FROM leads", columns)
 
     @staticmethod
     def empty_states() -> pl.DataFrame:

@@ -56,9 +56,10 @@ class Record:
     @classmethod
     def read(cls, checkpoint: Checkpoint, settings: Settings) -> Record:
         """Calls and payloads only matter with [outcomes]: without it they are not read at all."""
-        if settings.outcomes is None:
+        if settings.outcomes is None:  # nor the leads' phones and referenceIds, kept for outcomes
             empty = cls.empty()
-            return cls(checkpoint.states(), empty.calls, empty.payloads, checkpoint.pauses())
+            states = checkpoint.states(without=("phone", "reference_id"))
+            return cls(states, empty.calls, empty.payloads, checkpoint.pauses())
         return cls(checkpoint.states(), checkpoint.calls(), checkpoint.payloads(), checkpoint.pauses())
 
 

@@ -7,14 +7,14 @@ they were computed from. Only then does it load polars and read the whole list a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dialer.checkpoint import Checkpoint
-from dialer.fingerprints import file_fingerprint
-from dialer.lead_state import RowStatus, Status
+from dialer.kept_counts import carried
+from dialer.lead_state import Status
 
 if TYPE_CHECKING:
     import polars as pl
@@ -105,47 +105,19 @@ def quick_status(settings: Settings) -> StatusReport | None:
         return None  # who may be called now, what the calls came to: those need the list and polars
     checkpoint = Checkpoint.open_readonly(settings.checkpoint_path)
     try:
-        kept = checkpoint.kept_counts()
-        if kept is None or kept.get("config") != settings.fingerprint:
+        found = carried(checkpoint, settings)
+        if found is None:
             return None
-        try:
-            if file_fingerprint(settings.leads_path) != kept.get("input"):
-                return None
-        except OSError:
-            return None
-        counts = carried_forward(kept["counts"], kept["checkpoint"], checkpoint.counts())
         return StatusReport(
             campaign=settings.campaign.name,
             checkpoint=str(settings.checkpoint_path),
             identity=checkpoint.meta(),
-            counts=counts,
+            counts=found[1],
             runs=checkpoint.runs(),
             last_errors=[ErrorCount(error, n) for error, n in checkpoint.top_errors(10)],
         )
     finally:
         checkpoint.close()
-
-
-def carried_forward(
-    kept: Mapping[str, int], then: Mapping[str, int], now: Mapping[str, int]
-) -> dict[str, int]:
-    """The results' counts kept at `then` (the checkpoint's own counts then), moved by what the
-    checkpoint recorded since. The list and config are unchanged, so only leads' checkpoint
-    statuses can have moved: between pending, in flight (shown unknown), placed, failed, unknown."""
-
-    def shown(counts: Mapping[str, int], status: RowStatus) -> int:
-        if status is RowStatus.UNKNOWN:
-            return counts.get(Status.UNKNOWN, 0) + counts.get(Status.IN_FLIGHT, 0)
-        return counts.get(status.value, 0)
-
-    result = {status.value: int(kept.get(status.value, 0)) for status in RowStatus}
-    moved = 0
-    for status in (RowStatus.PLACED, RowStatus.FAILED, RowStatus.UNKNOWN):
-        delta = shown(now, status) - shown(then, status)
-        result[status.value] += delta
-        moved += delta
-    result[RowStatus.PENDING.value] -= moved
-    return result
 
 
 def full_status(settings: Settings, clock: Callable[[], datetime] | None = None) -> StatusReport:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from dialer.config import Settings
-from dialer.dispatch_options import DispatchReport
+from dialer.dispatch_options import DispatchReport, StopReason
 from dialer.exits import ExitCode
+from dialer.lead_state import ERROR_ROW_STATUSES, RowStatus
 
 
 @dataclass
@@ -55,3 +56,19 @@ class RunSummary:
             "next_recycle": self.next_recycle,
             "report_path": str(self.report_path) if self.report_path else None,
         }
+
+
+def exit_code_for(
+    counts: dict[str, int], report: DispatchReport, *, recycle_waiting: bool = False
+) -> ExitCode:
+    """The first of 3, 4, 1, 0 that applies (5 and 2 never get this far).
+
+    Leads due to be called again (now or later) keep a campaign unfinished, as pending ones do.
+    """
+    if report.stop_reason is StopReason.API:
+        return ExitCode.API
+    if counts.get(RowStatus.PENDING, 0) > 0 or recycle_waiting:
+        return ExitCode.STOPPED
+    if any(counts.get(status, 0) for status in ERROR_ROW_STATUSES):
+        return ExitCode.INCOMPLETE
+    return ExitCode.OK
