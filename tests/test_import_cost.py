@@ -4,6 +4,7 @@ dataframe, HTTP or config stack a command loads when it runs (issue 15's fixed c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,16 @@ def test_status_carried_forward_equals_counting_again(kyzo: KyzoServer, tmp_path
 
     leads.write_text(leads.read_text() + "CRM-999,Late,Springfield,+14155550199,late@example.com\n")
     assert quick_status(settings) is None  # another list: counted again, from the list
+
+
+def test_dialer_sets_its_allocator_option_over_an_inherited_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """polars exports its allocator default to every child of a process that imported it; the
+    dialer's own (return freed pages at once) must win, or the 1M-lead paths keep their peaks."""
+    from dialer import cli
+
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", "dirty_decay_ms:500,muzzy_decay_ms:1000")
+    monkeypatch.setattr(sys, "argv", ["dialer", "--help"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    name, value = cli.ALLOCATOR_CONF
+    assert os.environ[name] == value == "dirty_decay_ms:0,muzzy_decay_ms:0"
