@@ -50,6 +50,8 @@ from dialer.request_bodies import RequestSpec, iter_requests
 from dialer.run_checkpoint import open_for_run
 from dialer.run_lock import RunLock
 from dialer.selection import OutcomeView, Record, existing_record, leads_to_dial, load_table, outcome_view
+from dialer.staging import input_fingerprint as listed_input
+from dialer.staging import outputs_local, publish
 from dialer.summary import RunSummary, exit_code_for
 from dialer.unchanged_run import unchanged_run
 
@@ -203,6 +205,8 @@ def write_outputs(settings: Settings, table: LeadTable, record: Record, now: dat
     results = build_results(table, record.states, view.columns() if view else None)
     write_atomic(results, settings.results_path)
     write_atomic(errors_only(results), settings.errors_path)
+    publish(settings, "results", settings.results_path)  # in object storage: uploaded whole, once
+    publish(settings, "errors", settings.errors_path)
     return Written(results.select(STATUS), status_counts(results), view)
 
 
@@ -242,8 +246,8 @@ def _run_with_checkpoint(
     recovered = checkpoint.recover_interrupted("a previous run stopped while this call was in flight")
     if recovered:
         log.warning("recovered_in_flight", leads=recovered, status="unknown")
-    input_fingerprint = file_fingerprint(settings.leads_path)
-    basis = counts_basis(settings, input_fingerprint)
+    input_fingerprint = listed_input(settings)
+    basis = counts_basis(settings, file_fingerprint(settings.leads_path))
     run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fingerprint)
     record = Record.read(checkpoint, settings)
     view = outcome_view(settings, record, options.now(), table)
@@ -290,7 +294,9 @@ def _run_with_checkpoint(
         summary.report_path = _run_report(settings, table, record, written, checkpoint, options.now())
         # with the report too, the three files are current: a run that changes nothing keeps them
         files = (
-            [settings.results_path, settings.errors_path, summary.report_path] if summary.report_path else []
+            [settings.results_path, settings.errors_path, settings.report_path]
+            if summary.report_path and outputs_local(settings)
+            else []  # a file in storage cannot be checked untouched: the next run writes it again
         )
         keep(checkpoint, summary.counts, basis, files)
     except CheckpointWriteFailed as exc:
@@ -360,7 +366,7 @@ def _run_report(
     written: Written,
     checkpoint: Checkpoint,
     now: datetime,
-) -> Path | None:
+) -> Path | str | None:
     """The report at the end of every run; a report that cannot be written never changes the exit."""
     from dialer.report import write_report
     from dialer.report_data import History

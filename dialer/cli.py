@@ -6,6 +6,7 @@ pay for the interpreter and the CLI library only (tests/test_import_cost.py keep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -37,8 +38,19 @@ app = typer.Typer(
 T = TypeVar("T")
 
 ConfigArg = Annotated[Path, typer.Argument(help="Campaign config (TOML).", show_default=False)]
-InputOpt = Annotated[Path | None, typer.Option("--input", help="Lead list; overrides leads.path.")]
-OutputOpt = Annotated[Path | None, typer.Option("--output", help="Results file; overrides output.path.")]
+# text, not Path: a URL (s3://bucket/key) must reach the config as typed
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input", help="Lead list (a path or an s3://, gs://, az://, https:// URL); overrides leads.path."
+    ),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output", help="Results file (a path or an s3://, gs://, az:// URL); overrides output.path."
+    ),
+]
 CheckpointOpt = Annotated[
     Path | None, typer.Option("--checkpoint", help="Checkpoint file; overrides output.checkpoint.")
 ]
@@ -107,7 +119,12 @@ def _guarded(action: Callable[[], T]) -> T:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
     try:
-        return action()
+        with contextlib.ExitStack() as resources:  # what the body stages lives until it returns
+            _COMMAND_RESOURCES.append(resources)
+            try:
+                return action()
+            finally:
+                _COMMAND_RESOURCES.pop()
     except DialerError as exc:
         logs.report_error(str(exc), exc.exit_code)
         raise typer.Exit(exc.exit_code) from None
@@ -129,17 +146,26 @@ def _guarded(action: Callable[[], T]) -> T:
             signal.signal(signal.SIGTERM, previous)
 
 
+_COMMAND_RESOURCES: list[contextlib.ExitStack] = []
+
+
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
     """SIGTERM outside the dial loop (loading, writing files) ends like Ctrl-C: exit 4, resumable."""
     raise KeyboardInterrupt
 
 
-def _settings(config: Path, **overrides: Any) -> Settings:
+def _settings(config: Path, *, stage: bool = True, **overrides: Any) -> Settings:
+    """The command's settings; files in object storage are staged locally until it ends
+    (`stage=False`: the command never reads the list, so nothing is fetched)."""
     from dialer import logs
     from dialer.config import load_settings
 
     settings = load_settings(config, **overrides)
     logs.add_secrets(settings.secrets)
+    if stage and settings.remote.urls:
+        from dialer.staging import staged
+
+        settings = _COMMAND_RESOURCES[-1].enter_context(staged(settings))
     return settings
 
 
@@ -393,7 +419,7 @@ def _list_account(config: Path, what: Literal["agents", "campaigns"], as_json: b
     from dialer.account import list_account
 
     def body() -> int:
-        settings = _settings(config)
+        settings = _settings(config, stage=False)
         items = list_account(settings, what)
         if as_json:
             typer.echo(json.dumps(items, indent=2))
@@ -420,7 +446,7 @@ def collect(
     from dialer.receiver import collect as receive
 
     def body() -> int:
-        settings = _settings(config, checkpoint_path=checkpoint)
+        settings = _settings(config, stage=False, checkpoint_path=checkpoint)
         if listen is not None:
             _listen_address(listen)
         outcomes = settings.outcomes
@@ -463,9 +489,7 @@ def _usage(message: str) -> DialerError:
     return UserError(message)
 
 
-def _run_argv(
-    config: Path, input_path: Path | None, output: Path | None, checkpoint: Path | None
-) -> list[str]:
+def _run_argv(config: Path, input_path: str | None, output: str | None, checkpoint: Path | None) -> list[str]:
     """`dialer run` as the user would type it again, path flags included."""
     parts = ["dialer", "run", str(config)]
     for flag, value in (("--input", input_path), ("--output", output), ("--checkpoint", checkpoint)):

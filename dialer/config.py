@@ -13,9 +13,9 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -28,9 +28,14 @@ from dialer.config_schema import (
     LimitsConfig,
     OutcomesConfig,
     RecycleConfig,
+    StorageConfig,
 )
 from dialer.errors import ConfigError
+from dialer.locations import Remote, take_urls
 from dialer.logs import hide
+
+if TYPE_CHECKING:
+    from dialer.storage import Fetched
 
 API_KEY_ENV = "KYZO_API_KEY"
 BASE_URL_ENV = "KYZO_BASE_URL"
@@ -66,6 +71,12 @@ class Settings:
     checkpoint_path: Path
     leads_path: Path
     report_path: Path
+    remote: Remote = field(default_factory=Remote)  # the URLs among the paths above, by role
+    fetched: Mapping[str, Fetched] = field(default_factory=dict)  # inputs read from storage, by role
+
+    def shown(self, role: str, path: Path) -> Path | str:
+        """Where a file of this role is, as the user named it: its URL when it is in storage."""
+        return self.remote.urls.get(role, path)
 
     def __repr__(self) -> str:
         # The parsed file holds resolved ${env:...} values: keep them out of any repr.
@@ -82,6 +93,10 @@ class Settings:
     @property
     def leads(self) -> LeadsConfig:
         return self.file.leads
+
+    @property
+    def storage(self) -> StorageConfig | None:
+        return self.file.storage
 
     @property
     def limits(self) -> LimitsConfig:
@@ -108,8 +123,8 @@ def load_settings(
     path: Path,
     *,
     env: Mapping[str, str] | None = None,
-    input_path: Path | None = None,
-    output_path: Path | None = None,
+    input_path: Path | str | None = None,
+    output_path: Path | str | None = None,
     checkpoint_path: Path | None = None,
     limit_overrides: Mapping[str, float | int | None] | None = None,
 ) -> Settings:
@@ -139,6 +154,10 @@ def load_settings(
     if overrides and isinstance(resolved.get("limits", {}), dict):
         resolved["limits"] = {**resolved.get("limits", {}), **overrides}
 
+    urls, misplaced = take_urls(resolved, {"leads": input_path, "results": output_path})
+    flags = {"leads.path": "--input", "output.path": "--output"}
+    problems.extend(Problem(key, message, flags.get(key)) for key, message in misplaced)
+
     try:
         parsed = CampaignFile.model_validate(resolved)
     except ValidationError as exc:
@@ -166,6 +185,12 @@ def load_settings(
 
     name = parsed.campaign.name
     out = parsed.output
+    if "results" in urls and "errors" not in urls and out.errors_path is None:
+        # results in a bucket: the errors file goes beside them, where the re-upload is made
+        folder = urls["results"].rsplit("/", 1)[0]
+        urls["errors"] = f"{folder}/{name}.errors{Path(urls['results']).suffix}"
+    remote = Remote(urls)
+    stand_ins = {role: remote.stand_in(role) for role in urls if role != "do_not_call"}
     api_key = SecretStr(key) if key else None
     if key:
         secrets.add(key)
@@ -175,11 +200,12 @@ def load_settings(
         api_key=api_key,
         secrets=frozenset(s for s in secrets if s),
         fingerprint=fingerprint,
-        results_path=output_path or out.path or Path("out") / f"{name}.results.csv",
-        errors_path=out.errors_path or Path("out") / f"{name}.errors.csv",
+        results_path=stand_ins.get("results") or Path(output_path or out.path or f"out/{name}.results.csv"),
+        errors_path=stand_ins.get("errors") or out.errors_path or Path("out") / f"{name}.errors.csv",
         checkpoint_path=checkpoint_path or out.checkpoint or Path("out") / f"{name}.checkpoint.db",
-        leads_path=input_path or parsed.leads.path,
-        report_path=out.report or Path("out") / f"{name}.report.html",
+        leads_path=stand_ins.get("leads") or Path(input_path or parsed.leads.path),
+        report_path=stand_ins.get("report") or out.report or Path("out") / f"{name}.report.html",
+        remote=remote,
     )
 
 

@@ -138,6 +138,27 @@ class OutputConfig(_Strict):
     report: Path | None = Field(default=None, strict=False)
 
 
+class StorageConfig(_Strict):
+    """Where object storage is and whose credentials to use; never a secret (the standard
+    credential chains read those from the environment, a profile or the instance)."""
+
+    endpoint_url: str | None = None  # an S3-compatible store (MinIO, ...); AWS_ENDPOINT_URL works too
+    region: str | None = None
+    profile: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_over_tls(self) -> StorageConfig:
+        if self.endpoint_url is not None:
+            if urlsplit(self.endpoint_url).scheme not in ("http", "https"):
+                raise ValueError(f"endpoint_url {self.endpoint_url} is not an http(s):// URL")
+            if is_insecure_remote(self.endpoint_url):
+                raise ValueError(
+                    f"endpoint_url {self.endpoint_url} is plain http:// to a non-loopback host: "
+                    "credentials and lead lists would travel unencrypted. Use https://"
+                )
+        return self
+
+
 class NotifyConfig(_Strict):
     """Where to post the run summary (a Slack-compatible incoming webhook, say)."""
 
@@ -289,6 +310,7 @@ class CampaignFile(_Strict):
     calling_hours: CallingHours | None = None
     outcomes: OutcomesConfig | None = None
     recycle: RecycleConfig | None = None
+    storage: StorageConfig | None = None
 
     @model_validator(mode="after")
     def _recycle_reads_outcomes(self) -> CampaignFile:

@@ -59,7 +59,7 @@ def results_plan(
     pre = pl.col(PRE_STATUS).is_not_null()
     # One row carries an earlier call: the valid row with that key if there is one, else the
     # first row that now has a verdict of its own.
-    revived = pl.col(ROW).is_in(_revived_rows(table.frame, states))
+    revived = pl.col(ROW).is_in(_revived_rows(table.frame, states).implode())
     joined = joined.with_columns(revived.alias("__revived"))
     in_checkpoint = pl.col("__ck_status").is_not_null() & (~pre | pl.col("__revived"))
     status = (
@@ -132,7 +132,9 @@ def _revived_rows(frame: pl.DataFrame, states: pl.DataFrame) -> pl.Series:
     )
     if candidates.height == 0:
         return pl.Series(ROW, [], dtype=pl.Int64)
-    group = frame.filter(pl.col(LOOKUP).is_in(candidates[LOOKUP])).select(ROW, KEY, LOOKUP, PRE_STATUS)
+    group = frame.filter(pl.col(LOOKUP).is_in(candidates[LOOKUP].implode())).select(
+        ROW, KEY, LOOKUP, PRE_STATUS
+    )
     pre = pl.col(PRE_STATUS).is_not_null()
     held = (pl.col(KEY).is_not_null() & ~pre).any().over(LOOKUP)
     first = pl.col(ROW) == pl.col(ROW).min().over(LOOKUP)

@@ -60,14 +60,21 @@ def counts_basis(settings: Settings, list_digest: str | None = None) -> str:
     The config as written, the [leads] table as resolved (an `${env:...}` value may differ
     between runs; secrets are left out) and the bytes of the list and the do-not-call list."""
     leads = settings.leads.model_dump(mode="json")
+    leads["path"] = leads["do_not_call"] = None  # where they are, and their bytes, come next
     params = leads["agent_params"]
     leads["agent_params"] = {name: "<secret>" if v in settings.secrets else v for name, v in params.items()}
     do_not_call = settings.leads.do_not_call
     document = {
         "config": settings.fingerprint,
         "leads": leads,
-        "list": [str(settings.leads_path), list_digest or file_fingerprint(settings.leads_path)],
-        "do_not_call": None if do_not_call is None else [str(do_not_call), file_fingerprint(do_not_call)],
+        # where each list is as the user named it (a staged copy's folder changes every command)
+        "list": [
+            str(settings.shown("leads", settings.leads_path)),
+            list_digest or file_fingerprint(settings.leads_path),
+        ],
+        "do_not_call": None
+        if do_not_call is None
+        else [str(settings.shown("do_not_call", do_not_call)), file_fingerprint(do_not_call)],
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 

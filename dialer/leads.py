@@ -214,7 +214,7 @@ def _duplicate_of(work: pl.DataFrame, valid: pl.Expr, blocked: pl.Expr) -> pl.Se
     result = pl.repeat(None, work.height, dtype=pl.Int64, eager=True)
     if repeats.height == 0:
         return result
-    firsts = marked.filter(pl.col("first") & pl.col(KEY).is_in(repeats[KEY].unique())).select(
+    firsts = marked.filter(pl.col("first") & pl.col(KEY).is_in(repeats[KEY].unique().implode())).select(
         KEY, pl.col(ROW).alias("first_row")
     )
     found = repeats.join(firsts, on=KEY, how="left", maintain_order="left")

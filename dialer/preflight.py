@@ -49,6 +49,7 @@ class ValidationReport:
     api: str
     problems: list[str] = field(default_factory=list)
     calling_hours: HoursReport | None = None
+    read_from_storage: list[str] = field(default_factory=list)  # each object read: size, date, ETag
 
     @property
     def ok(self) -> bool:
@@ -105,7 +106,7 @@ def validate_campaign(
     path = place_call_path(settings.api.organization_id, settings.campaign.agent_id)
     return ValidationReport(
         config=str(settings.source),
-        input=str(settings.leads_path),
+        input=str(settings.shown("leads", settings.leads_path)),
         rows=table.rows,
         dialable=hours.callable_now if hours else todo.height,
         eligible=todo.height,
@@ -118,4 +119,5 @@ def validate_campaign(
         api=api_note,
         problems=problems,
         calling_hours=hours,
+        read_from_storage=[fetched.describe() for fetched in settings.fetched.values()],
     )

@@ -50,6 +50,8 @@ def print_summary(summary: RunSummary) -> None:
 
 
 def print_validation(report: ValidationReport) -> None:
+    for read in report.read_from_storage:
+        typer.echo(f"Read {read}")
     typer.echo(f"Lead list {report.input}: {report.rows} rows")
     waiting = report.eligible - report.dialable
     later = f" (and {waiting} more once their calling window opens)" if waiting else ""
@@ -80,7 +82,8 @@ def print_status(report: StatusReport) -> None:
             f"    #{run['id']} {run['started_at']} -> {run['ended_at'] or '(no end recorded)'} "
             f"exit {exit_code} {run['counts'] or ''}"
         )
-        config_fp, input_fp = str(run["config_fingerprint"])[:12], str(run["input_fingerprint"])[:12]
+        config_fp, input_fp = str(run["config_fingerprint"])[:12], str(run["input_fingerprint"])
+        input_fp = input_fp if "://" in input_fp else input_fp[:12]  # an object: URL, ETag and size
         typer.echo(f"       config {config_fp}, input {input_fp}  ({run['command']})")
     print_hours(report.calling_hours)
     print_outcomes(report.outcomes)

@@ -23,6 +23,7 @@ from dialer.leads import LeadTable
 from dialer.outputs import write_text_atomic
 from dialer.report_data import History, ReportData, gather
 from dialer.selection import OutcomeView, Record, load_table, outcome_view
+from dialer.staging import publish
 
 
 def _environment() -> Environment:
@@ -85,15 +86,17 @@ def write_report(
     history: History,
     now: datetime,
     path: Path | None = None,
-) -> Path:
-    """Render and write the report from what the caller already read (a run's end has it all)."""
+) -> Path | str:
+    """Render and write the report from what the caller already read (a run's end has it all).
+    Returns where it is: its URL when it was uploaded to object storage."""
     target = path or settings.report_path
     data = gather(settings, table, record, results, view, history, now)
     write_text_atomic(render(data, has_hours=settings.file.calling_hours is not None), target)
-    return target
+    publish(settings, "report", target)
+    return settings.shown("report", target) if target == settings.report_path else target
 
 
-def report_campaign(settings: Settings, path: Path | None, clock: Callable[[], datetime]) -> Path:
+def report_campaign(settings: Settings, path: Path | None, clock: Callable[[], datetime]) -> Path | str:
     """`dialer report`: read the list and the checkpoint (read-only), write the report."""
     now = clock()
     table = load_table(settings, clock=clock)

@@ -13,6 +13,7 @@ import polars as pl
 from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.do_not_call import load_do_not_call
+from dialer.errors import LeadsError
 from dialer.gate import reject_never_open, utc_now
 from dialer.lead_files import load_lead_list
 from dialer.lead_state import SETTLED, Status
@@ -20,6 +21,7 @@ from dialer.leads import KEY, PRE_STATUS, RECYCLE_OF_CALLS, ROW, LeadTable, prep
 from dialer.outcome_store import CALLS_SCHEMA, PAUSES_SCHEMA, PAYLOADS_SCHEMA, empty_frame
 from dialer.outcomes import Reading, latest_calls, outcomes_of_calls
 from dialer.recycle import RecyclePlan, plan, with_silence
+from dialer.staging import as_named
 
 
 def load_table(
@@ -27,9 +29,12 @@ def load_table(
 ) -> LeadTable:
     """Load, map and validate the lead list (no network, no checkpoint)."""
     leads = settings.leads
-    frame = load_lead_list(settings.leads_path, delimiter=leads.delimiter, encoding=leads.encoding)
-    dnc = load_do_not_call(leads.do_not_call, leads.default_region) if leads.do_not_call else frozenset()
-    table = prepare(frame, leads, settings.leads_path, do_not_call=dnc)
+    try:
+        frame = load_lead_list(settings.leads_path, delimiter=leads.delimiter, encoding=leads.encoding)
+        dnc = load_do_not_call(leads.do_not_call, leads.default_region) if leads.do_not_call else frozenset()
+        table = prepare(frame, leads, settings.leads_path, do_not_call=dnc)
+    except LeadsError as exc:
+        raise LeadsError(as_named(settings, str(exc))) from None
     if settings.file.calling_hours is not None and not ignore_calling_hours:
         table = reject_never_open(settings, table, (clock or utc_now)())
     return table

@@ -17,8 +17,8 @@ class RunSummary:
     campaign: str
     exit_code: ExitCode
     counts: dict[str, int]
-    results_path: Path
-    errors_path: Path
+    results_path: Path | str  # a URL when the file is in object storage
+    errors_path: Path | str
     checkpoint_path: Path | None
     report: DispatchReport = field(default_factory=DispatchReport)
     dry_run: bool = False
@@ -26,7 +26,7 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
     next_window: str | None = None
     next_recycle: str | None = None  # "12 leads to call again, next due ..." while some wait
-    report_path: Path | None = None  # the campaign report written at the end of the run
+    report_path: Path | str | None = None  # the campaign report written at the end of the run
 
     @classmethod
     def of(cls, settings: Settings, exit_code: ExitCode, counts: dict[str, int], **extra: Any) -> RunSummary:
@@ -35,8 +35,8 @@ class RunSummary:
             campaign=settings.campaign.name,
             exit_code=exit_code,
             counts=counts,
-            results_path=settings.results_path,
-            errors_path=settings.errors_path,
+            results_path=settings.shown("results", settings.results_path),
+            errors_path=settings.shown("errors", settings.errors_path),
             checkpoint_path=extra.pop("checkpoint_path", settings.checkpoint_path),
             **extra,
         )

@@ -21,6 +21,7 @@ from dialer.fingerprints import file_fingerprint
 from dialer.kept_counts import carried, files_current, keep
 from dialer.lead_state import RowStatus
 from dialer.run_checkpoint import identity_of
+from dialer.staging import input_fingerprint
 from dialer.summary import RunSummary, exit_code_for
 
 _UNCHANGED = "nothing to dial and nothing changed since the files were written: they were left as they are"
@@ -59,7 +60,9 @@ def unchanged_run(
         ):
             return None
         files = [Path(p) for p in kept.files]
-        return _record(settings, checkpoint, command, (list_digest, kept.basis), counts, files)
+        return _record(
+            settings, checkpoint, command, (input_fingerprint(settings), kept.basis), counts, files
+        )
     finally:
         checkpoint.close()
 

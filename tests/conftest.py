@@ -17,6 +17,13 @@ from helpers import API_KEY, read_ledger
 from dialer import logs
 from dialer.server import ServerSettings, serve_in_thread
 
+# No cloud client may look for credentials beyond loopback: not at the instance-metadata address,
+# not in this machine's AWS files. The object-storage tests set their own fake credentials.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/aws"
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    os.environ.pop(_name, None)
+
 
 @dataclass
 class KyzoServer:

@@ -115,9 +115,11 @@ def dialer_subprocess(
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """The server's placed calls so far; a line it is still writing (no newline yet) is not one."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().rpartition("\n")[0]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def read_results(path: Path) -> pl.DataFrame:
