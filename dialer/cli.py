@@ -22,6 +22,7 @@ import typer
 
 from dialer.errors import AlreadyRunning, DialerError
 from dialer.exits import ExitCode
+from dialer.init_cli import init, version_command
 from dialer.mock_cli import mock_server
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ app = typer.Typer(
     name="dialer",
     help="Dial a lead list through the KyzoAI placeCall API: paced, resumable, at most once per lead.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 
@@ -57,6 +58,14 @@ CheckpointOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
+def _print_version(shown: bool) -> None:
+    if shown:
+        from dialer import __version__
+
+        typer.echo(f"kyzo-dialer {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -70,6 +79,15 @@ def _global(
     ] = None,
     log_pii: Annotated[
         bool, typer.Option("--log-pii", help="DEBUG ONLY: write full phone numbers into the logs.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version and exit.",
+        ),
     ] = False,
 ) -> None:
     """Dial a lead list through the KyzoAI voice-agent API."""
@@ -110,7 +128,7 @@ def _open_log_file(path: Path) -> TextIO:
         raise typer.BadParameter(f"cannot open {path}: {exc.strerror or exc}") from None
 
 
-def _guarded(action: Callable[[], T]) -> T:
+def guarded(action: Callable[[], T]) -> T:
     """Run a command body; a DialerError becomes a message on stderr and its exit code."""
     from dialer import logs
 
@@ -276,7 +294,7 @@ def run(
         print_summary(summary)
         return summary.exit_code
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -301,7 +319,7 @@ def validate(
             print_validation(report)
         return ExitCode.OK if report.ok else ExitCode.USAGE
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -319,7 +337,7 @@ def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt
             print_status(report)
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -336,7 +354,7 @@ def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOp
         typer.echo(f"errors:  {summary.errors_path}")
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -357,7 +375,7 @@ def report(
         typer.echo(f"report: {written}")
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -400,7 +418,7 @@ def purge(
         typer.echo(f"deleted {len(deleted)} files")
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -429,7 +447,7 @@ def _list_account(config: Path, what: Literal["agents", "campaigns"], as_json: b
             typer.echo(f"{item.get('id', '')!s:<28} {item.get('name', '')}")
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 @app.command()
@@ -461,7 +479,7 @@ def collect(
         typer.echo(f"stopped; {stored} outcome payloads stored")
         return ExitCode.OK
 
-    raise typer.Exit(_guarded(body))
+    raise typer.Exit(guarded(body))
 
 
 def _listen_address(value: str) -> None:
@@ -499,6 +517,8 @@ def _run_argv(config: Path, input_path: str | None, output: str | None, checkpoi
 
 
 app.command("mock-server")(mock_server)
+app.command("version")(version_command)
+app.command("init")(init)
 
 
 # polars' allocator (jemalloc, configured by this variable when polars loads) keeps freed pages

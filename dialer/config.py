@@ -146,7 +146,7 @@ def load_settings(
     secrets: set[str] = set()
     unresolved: list[Problem] = []
     resolved = _resolve_env(document, environ, secrets, unresolved)
-    problems = list(dict.fromkeys(unresolved)) + _secrets_written_in_the_file(document)
+    problems = list(dict.fromkeys(unresolved)) + _secrets_written_in_the_file(document) + _unset(document)
 
     if environ.get(BASE_URL_ENV) and isinstance(resolved.get("api"), dict):
         resolved["api"]["base_url"] = environ[BASE_URL_ENV]
@@ -211,6 +211,20 @@ def load_settings(
 
 # Keys that hold a secret: their value must come from the environment, never sit in the file.
 SECRET_KEYS = (("outcomes", "token"),)
+
+
+def _unset(document: Mapping[str, Any]) -> list[Problem]:
+    """Values `dialer init` could not fill, written as "<unset: what to give>"."""
+    problems: list[Problem] = []
+
+    def visit(leaf: Any, where: jsontree.Path) -> Any:
+        if isinstance(leaf, str) and leaf.startswith("<unset:"):
+            hint = leaf.removeprefix("<unset:").rstrip(">").strip()
+            problems.append(Problem(jsontree.dotted(where), f"is not set yet: give {hint}"))
+        return leaf
+
+    jsontree.map_leaves(document, visit)
+    return problems
 
 
 def _secrets_written_in_the_file(document: Mapping[str, Any]) -> list[Problem]:

@@ -90,8 +90,11 @@ def mask_phone(phone: str | None) -> str:
     """+14155550132 -> +1415*****32: enough to tell leads apart in a log, not to dial them."""
     if not phone:
         return ""
-    if _log_pii:
-        return phone
+    return phone if _log_pii else masked_phone(phone)
+
+
+def masked_phone(phone: str) -> str:
+    """The mask of `mask_phone`, whatever --log-pii says: for text written to files."""
     if len(phone) <= 7:
         return "*" * len(phone)
     return phone[:5] + "*" * (len(phone) - 7) + phone[-2:]

@@ -205,7 +205,7 @@ def test_sigterm_outside_the_dial_loop_exits_4_not_143() -> None:
 
     import typer
 
-    from dialer.cli import _guarded
+    from dialer.cli import guarded
 
     def body() -> int:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -213,7 +213,7 @@ def test_sigterm_outside_the_dial_loop_exits_4_not_143() -> None:
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(typer.Exit) as stopped:
-        _guarded(body)
+        guarded(body)
     assert stopped.value.exit_code == 4
     assert signal.getsignal(signal.SIGTERM) == before
 
