@@ -6,27 +6,34 @@ pay for the interpreter and the CLI library only (tests/test_import_cost.py keep
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, TextIO, TypeVar
 
-import click
 import typer
 
+from dialer.cli_common import (
+    LOGGING,
+    CheckpointOpt,
+    ConfigArg,
+    InputOpt,
+    JsonOpt,
+    OutputOpt,
+    command_settings,
+    guarded,
+    usage,
+)
 from dialer.errors import AlreadyRunning, DialerError
 from dialer.exits import ExitCode
 from dialer.init_cli import init, version_command
 from dialer.mock_cli import mock_server
+from dialer.upkeep_cli import agents, campaigns, collect, purge
 
 if TYPE_CHECKING:
-    from dialer.config import Settings
+    pass
 
 app = typer.Typer(
     name="dialer",
@@ -37,25 +44,6 @@ app = typer.Typer(
 )
 
 T = TypeVar("T")
-
-ConfigArg = Annotated[Path, typer.Argument(help="Campaign config (TOML).", show_default=False)]
-# text, not Path: a URL (s3://bucket/key) must reach the config as typed
-InputOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--input", help="Lead list (a path or an s3://, gs://, az://, https:// URL); overrides leads.path."
-    ),
-]
-OutputOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--output", help="Results file (a path or an s3://, gs://, az:// URL); overrides output.path."
-    ),
-]
-CheckpointOpt = Annotated[
-    Path | None, typer.Option("--checkpoint", help="Checkpoint file; overrides output.checkpoint.")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
 def _print_version(shown: bool) -> None:
@@ -112,10 +100,7 @@ def _global(
             )
 
     # A command's own --help exits before its body: it must not pay for the logging stack.
-    _LOGGING[:] = [start_logging]
-
-
-_LOGGING: list[Callable[[], None]] = []  # how the logs of this invocation are to be set up
+    LOGGING[:] = [start_logging]
 
 
 def _open_log_file(path: Path) -> TextIO:
@@ -126,65 +111,6 @@ def _open_log_file(path: Path) -> TextIO:
         return path.open("a", encoding="utf-8", buffering=1)
     except OSError as exc:
         raise typer.BadParameter(f"cannot open {path}: {exc.strerror or exc}") from None
-
-
-def guarded(action: Callable[[], T]) -> T:
-    """Run a command body; a DialerError becomes a message on stderr and its exit code."""
-    from dialer import logs
-
-    for start_logging in _LOGGING:
-        start_logging()
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
-    try:
-        with contextlib.ExitStack() as resources:  # what the body stages lives until it returns
-            _COMMAND_RESOURCES.append(resources)
-            try:
-                return action()
-            finally:
-                _COMMAND_RESOURCES.pop()
-    except DialerError as exc:
-        logs.report_error(str(exc), exc.exit_code)
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        logs.report_error(
-            "interrupted; nothing is lost: run the same command again to resume", ExitCode.STOPPED
-        )
-        raise typer.Exit(ExitCode.STOPPED) from None
-    except (typer.Exit, typer.Abort, click.ClickException):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug must not pass for "finished" (Python's exit 1)
-        logs.get_logger().exception("internal_error", error=logs.redact(f"{type(exc).__name__}: {exc}"))
-        logs.report_error(
-            "internal error (a bug in kyzo-dialer): please report it with the log above", ExitCode.BUG
-        )
-        raise typer.Exit(ExitCode.BUG) from None
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-
-
-_COMMAND_RESOURCES: list[contextlib.ExitStack] = []
-
-
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    """SIGTERM outside the dial loop (loading, writing files) ends like Ctrl-C: exit 4, resumable."""
-    raise KeyboardInterrupt
-
-
-def _settings(config: Path, *, stage: bool = True, **overrides: Any) -> Settings:
-    """The command's settings; files in object storage are staged locally until it ends
-    (`stage=False`: the command never reads the list, so nothing is fetched)."""
-    from dialer import logs
-    from dialer.config import load_settings
-
-    settings = load_settings(config, **overrides)
-    logs.add_secrets(settings.secrets)
-    if stage and settings.remote.urls:
-        from dialer.staging import staged
-
-        settings = _COMMAND_RESOURCES[-1].enter_context(staged(settings))
-    return settings
 
 
 @app.command()
@@ -245,7 +171,7 @@ def run(
     from dialer.printing import print_summary
 
     def body() -> int:
-        settings = _settings(
+        settings = command_settings(
             config,
             input_path=input_path,
             output_path=output,
@@ -257,12 +183,12 @@ def run(
         )
         if redial_unknown and not yes:
             if not sys.stdin.isatty():
-                raise _usage("--redial-unknown may call people twice: add --yes to confirm without a TTY")
+                raise usage("--redial-unknown may call people twice: add --yes to confirm without a TTY")
             if not typer.confirm(
                 "Leads with an unknown outcome may already have been called. Call them again?",
                 default=False,
             ):
-                raise _usage("not confirmed; nothing was sent")
+                raise usage("not confirmed; nothing was sent")
         argv = _run_argv(config, input_path, output, checkpoint)
         limited = [*argv, "--limit", str(limit)] if limit is not None else argv
         options = RunOptions(
@@ -311,7 +237,7 @@ def validate(
     from dialer.printing import print_validation
 
     def body() -> int:
-        settings = _settings(config, input_path=input_path)
+        settings = command_settings(config, input_path=input_path)
         report = validate_campaign(settings, offline=offline)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -329,7 +255,7 @@ def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt
     from dialer.status import campaign_status
 
     def body() -> int:
-        settings = _settings(config, checkpoint_path=checkpoint)
+        settings = command_settings(config, checkpoint_path=checkpoint)
         report = campaign_status(settings)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
@@ -347,7 +273,7 @@ def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOp
     from dialer.printing import print_counts
 
     def body() -> int:
-        settings = _settings(config, output_path=output, checkpoint_path=checkpoint)
+        settings = command_settings(config, output_path=output, checkpoint_path=checkpoint)
         summary = export_campaign(settings)
         print_counts(summary.counts)
         typer.echo(f"results: {summary.results_path}")
@@ -370,125 +296,12 @@ def report(
     from dialer.report import report_campaign
 
     def body() -> int:
-        settings = _settings(config, checkpoint_path=checkpoint)
+        settings = command_settings(config, checkpoint_path=checkpoint)
         written = report_campaign(settings, output, utc_now)
         typer.echo(f"report: {written}")
         return ExitCode.OK
 
     raise typer.Exit(guarded(body))
-
-
-@app.command()
-def purge(
-    config: ConfigArg,
-    checkpoint: CheckpointOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Purge even though some leads have not been called yet.")
-    ] = False,
-) -> None:
-    """Delete a finished campaign's checkpoint, results and errors files (data retention)."""
-    from dialer.campaign import campaign_files
-    from dialer.checkpoint_files import purge as delete_files
-    from dialer.run_lock import RunLock
-    from dialer.status import unfinished_leads
-
-    def body() -> int:
-        settings = _settings(config, checkpoint_path=checkpoint)
-        if not campaign_files(settings):
-            typer.echo("nothing to delete")
-            return ExitCode.OK
-        with RunLock(settings.checkpoint_path) as lock:  # first: a live run means exit 5
-            targets = campaign_files(settings)
-            pending = unfinished_leads(settings) if settings.checkpoint_path.exists() else None
-            if pending and not force:
-                # Without its checkpoint, a later run would dial everyone again, placed leads too.
-                raise _usage(
-                    f"the campaign is not finished: {pending} leads of {settings.leads_path} are "
-                    "still pending. Finish it with dialer run, or add --force to purge it anyway"
-                )
-            for path in targets:
-                typer.echo(f"  {path}")
-            if not yes:
-                if not sys.stdin.isatty():
-                    raise _usage("purge deletes the files above: add --yes to confirm without a TTY")
-                if not typer.confirm(f"Delete these {len(targets)} files for good?", default=False):
-                    raise _usage("not confirmed; nothing was deleted")
-            deleted = delete_files(targets, lock.path)
-        typer.echo(f"deleted {len(deleted)} files")
-        return ExitCode.OK
-
-    raise typer.Exit(guarded(body))
-
-
-@app.command()
-def agents(config: ConfigArg, as_json: JsonOpt = False) -> None:
-    """List the agents of the organization (Get Agents)."""
-    _list_account(config, "agents", as_json)
-
-
-@app.command()
-def campaigns(config: ConfigArg, as_json: JsonOpt = False) -> None:
-    """List the campaigns of the organization (Get Campaigns)."""
-    _list_account(config, "campaigns", as_json)
-
-
-def _list_account(config: Path, what: Literal["agents", "campaigns"], as_json: bool) -> None:
-    from dialer.account import list_account
-
-    def body() -> int:
-        settings = _settings(config, stage=False)
-        items = list_account(settings, what)
-        if as_json:
-            typer.echo(json.dumps(items, indent=2))
-            return ExitCode.OK
-        typer.echo(f"{'id':<28} name")
-        for item in items:
-            typer.echo(f"{item.get('id', '')!s:<28} {item.get('name', '')}")
-        return ExitCode.OK
-
-    raise typer.Exit(guarded(body))
-
-
-@app.command()
-def collect(
-    config: ConfigArg,
-    listen: Annotated[
-        str | None,
-        typer.Option("--listen", metavar="HOST:PORT", help="Where to listen; overrides outcomes.listen."),
-    ] = None,
-    checkpoint: CheckpointOpt = None,
-) -> None:
-    """Receive call outcomes from Kyzo's webhook tool into the checkpoint; runs until SIGTERM."""
-    from dialer.logs import get_logger
-    from dialer.receiver import collect as receive
-
-    def body() -> int:
-        settings = _settings(config, stage=False, checkpoint_path=checkpoint)
-        if listen is not None:
-            _listen_address(listen)
-        outcomes = settings.outcomes
-        path = outcomes.path if outcomes is not None else "/"
-
-        def ready(url: str) -> None:
-            typer.echo(f"collecting outcomes on {url}{path} (checkpoint {settings.checkpoint_path})")
-            sys.stdout.flush()
-            get_logger().info("collect_listening", url=url, path=path)
-
-        stored = receive(settings, listen, ready)
-        typer.echo(f"stopped; {stored} outcome payloads stored")
-        return ExitCode.OK
-
-    raise typer.Exit(guarded(body))
-
-
-def _listen_address(value: str) -> None:
-    from dialer.config_schema import listen_address
-
-    try:
-        listen_address(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--listen") from None
 
 
 def _duration(value: str, flag: str) -> float:
@@ -501,12 +314,6 @@ def _duration(value: str, flag: str) -> float:
     return seconds
 
 
-def _usage(message: str) -> DialerError:
-    from dialer.errors import UserError
-
-    return UserError(message)
-
-
 def _run_argv(config: Path, input_path: str | None, output: str | None, checkpoint: Path | None) -> list[str]:
     """`dialer run` as the user would type it again, path flags included."""
     parts = ["dialer", "run", str(config)]
@@ -516,6 +323,10 @@ def _run_argv(config: Path, input_path: str | None, output: str | None, checkpoi
     return parts
 
 
+app.command("purge")(purge)
+app.command("agents")(agents)
+app.command("campaigns")(campaigns)
+app.command("collect")(collect)
 app.command("mock-server")(mock_server)
 app.command("version")(version_command)
 app.command("init")(init)

@@ -13,9 +13,8 @@ from typing import Annotated
 
 import typer
 
+from dialer.cli_common import JsonOpt, guarded
 from dialer.exits import ExitCode
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 
 def version_command(as_json: JsonOpt = False) -> None:
@@ -88,7 +87,5 @@ def init(
             typer.echo(line)
         typer.echo(f"wrote {written}; next: dialer validate {written}")
         return ExitCode.OK
-
-    from dialer.cli import guarded
 
     raise typer.Exit(guarded(body))

@@ -205,7 +205,7 @@ def test_sigterm_outside_the_dial_loop_exits_4_not_143() -> None:
 
     import typer
 
-    from dialer.cli import guarded
+    from dialer.cli_common import guarded
 
     def body() -> int:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -223,15 +223,15 @@ def test_the_dial_loop_gives_sigterm_back_to_the_cli_handler(kyzo: KyzoServer, t
     import signal
 
     from dialer.campaign import RunOptions, run_campaign
-    from dialer.cli import _terminate_as_interrupt
+    from dialer.cli_common import terminate_as_interrupt
     from dialer.config import load_settings
 
     leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
     settings = load_settings(write_config(tmp_path, kyzo.base_url, leads), env={"KYZO_API_KEY": API_KEY})
-    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    previous = signal.signal(signal.SIGTERM, terminate_as_interrupt)
     try:
         assert run_campaign(settings, RunOptions(progress=False)).exit_code == 0
-        assert signal.getsignal(signal.SIGTERM) is _terminate_as_interrupt
+        assert signal.getsignal(signal.SIGTERM) is terminate_as_interrupt
     finally:
         signal.signal(signal.SIGTERM, previous)
 
