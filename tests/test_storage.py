@@ -309,3 +309,44 @@ def test_list_over_https_style_url_from_a_loopback_server(kyzo: KyzoServer, tmp_
     )
     outcome = _dialer(["validate", str(refused), "--offline"])
     assert outcome.exit_code == 2 and "plain http:// is allowed only to a loopback address" in outcome.stderr
+
+
+def test_flags_name_urls_parquet_and_the_report_go_up_and_nothing_stays_local(
+    s3: S3, kyzo: KyzoServer, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--input/--output as URLs, a Parquet results file and the report in the bucket; the private
+    staging folder is gone when the command ends."""
+    import tempfile
+
+    staging_root = tmp_path / "tmp"
+    staging_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging_root))
+    bucket = _bucket(request)
+    s3.put_leads(f"s3://{bucket}/flags/leads.csv", lead_rows(5, seed=9))
+    config = _config(
+        tmp_path, kyzo, s3.endpoint, str(tmp_path / "absent.csv"), report=f"s3://{bucket}/r/report.html"
+    )
+    args = [
+        "run",
+        str(config),
+        "--input",
+        f"s3://{bucket}/flags/leads.csv",
+        "--output",
+        f"s3://{bucket}/r/out.parquet",
+    ]
+
+    result = _dialer([*args, "--limit", "2"])
+
+    assert result.exit_code == 4
+    assert (
+        f"dialer run {config} --input s3://{bucket}/flags/leads.csv --output s3://{bucket}/r/out.parquet"
+        in result.stdout
+    )
+    assert _dialer(args).exit_code == 0
+    body = s3.client.get_object(Bucket=bucket, Key="r/out.parquet")["Body"].read()
+    assert pl.read_parquet(io.BytesIO(body))["dialer_status"].to_list() == ["placed"] * 5
+    assert "test-campaign.errors.parquet" in " ".join(s3.keys(bucket))  # beside the results
+    page = s3.client.get_object(Bucket=bucket, Key="r/report.html")["Body"].read().decode()
+    assert "<html" in page.lower()
+    assert list(staging_root.iterdir()) == []  # the staged list and outputs are gone
+    assert len(kyzo.calls()) == 5
