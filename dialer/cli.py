@@ -255,7 +255,8 @@ def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt
     from dialer.status import campaign_status
 
     def body() -> int:
-        settings = command_settings(config, checkpoint_path=checkpoint)
+        # a list in storage: status looks at it (HEAD) and fetches it only when it must
+        settings = command_settings(config, stage=False, checkpoint_path=checkpoint)
         report = campaign_status(settings)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2, default=str))

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dialer.fingerprints import file_fingerprint
 from dialer.lead_state import RowStatus, Status
+from dialer.staging import identity
 
 if TYPE_CHECKING:
     from dialer.checkpoint import Checkpoint
@@ -58,7 +58,7 @@ def counts_basis(settings: Settings, list_digest: str | None = None) -> str:
     """A digest of everything a lead's row status depends on besides the checkpoint.
 
     The config as written, the [leads] table as resolved (an `${env:...}` value may differ
-    between runs; secrets are left out) and the bytes of the list and the do-not-call list."""
+    between runs; secrets are left out) and what the list and the do-not-call list are."""
     leads = settings.leads.model_dump(mode="json")
     leads["path"] = leads["do_not_call"] = None  # where they are, and their bytes, come next
     params = leads["agent_params"]
@@ -67,14 +67,9 @@ def counts_basis(settings: Settings, list_digest: str | None = None) -> str:
     document = {
         "config": settings.fingerprint,
         "leads": leads,
-        # where each list is as the user named it (a staged copy's folder changes every command)
-        "list": [
-            str(settings.shown("leads", settings.leads_path)),
-            list_digest or file_fingerprint(settings.leads_path),
-        ],
-        "do_not_call": None
-        if do_not_call is None
-        else [str(settings.shown("do_not_call", do_not_call)), file_fingerprint(do_not_call)],
+        # what each list is: the object in storage (URL, ETag, size), or its path and bytes
+        "list": identity(settings, "leads", settings.leads_path, list_digest),
+        "do_not_call": None if do_not_call is None else identity(settings, "do_not_call", do_not_call),
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from dialer.config import Settings
 from dialer.fingerprints import file_fingerprint
 from dialer.locations import INPUT_ROLES
-from dialer.storage import Fetched, ObjectUrl, StorageOptions, fetch
+from dialer.storage import Fetched, ObjectUrl, StorageOptions, fetch, look
 from dialer.storage import publish as upload
 
 OUTPUT_ROLES = ("results", "errors", "report")
@@ -37,10 +37,12 @@ def staged(settings: Settings) -> Iterator[Settings]:
     with tempfile.TemporaryDirectory(prefix="kyzo-dialer-") as folder:
         root = Path(folder)
         fetched: dict[str, Fetched] = {}
+        copies: dict[str, Path] = {}
         for role in INPUT_ROLES:
             if role in urls:
                 obj = ObjectUrl.parse(urls[role])
-                fetched[role] = fetch(obj, options, root / f"{role}{obj.suffix}")
+                copies[role] = root / f"{role}{obj.suffix}"
+                fetched[role] = fetch(obj, options, copies[role])
         local = {
             role: root / f"{role}{ObjectUrl.parse(urls[role]).suffix}"
             for role in OUTPUT_ROLES
@@ -48,16 +50,32 @@ def staged(settings: Settings) -> Iterator[Settings]:
         }
         leads = settings.leads
         if "do_not_call" in fetched:
-            leads = leads.model_copy(update={"do_not_call": fetched["do_not_call"].path})
+            leads = leads.model_copy(update={"do_not_call": copies["do_not_call"]})
         yield replace(
             settings,
             file=settings.file.model_copy(update={"leads": leads}),
-            leads_path=fetched["leads"].path if "leads" in fetched else settings.leads_path,
+            leads_path=copies.get("leads", settings.leads_path),
             results_path=local.get("results", settings.results_path),
             errors_path=local.get("errors", settings.errors_path),
             report_path=local.get("report", settings.report_path),
             fetched=fetched,
         )
+
+
+def looked_at(settings: Settings) -> Settings:
+    """`settings` with what the inputs in storage are now (HEADs, nothing downloaded): enough
+    for `status` to tell whether the counts kept in the checkpoint still hold."""
+    options = StorageOptions.of(settings.storage, os.environ)
+    seen = {
+        role: look(ObjectUrl.parse(settings.remote.urls[role]), options)
+        for role in INPUT_ROLES
+        if role in settings.remote.urls
+    }
+    return replace(settings, fetched=seen)
+
+
+def inputs_remote(settings: Settings) -> bool:
+    return any(role in settings.remote.urls for role in INPUT_ROLES)
 
 
 def publish(settings: Settings, role: str, path: Path) -> None:
@@ -80,6 +98,15 @@ def input_fingerprint(settings: Settings) -> str:
     return fetched.fingerprint if fetched is not None else file_fingerprint(settings.leads_path)
 
 
+def identity(settings: Settings, role: str, path: Path, digest: str | None = None) -> list[str]:
+    """What an input is, for the counts' basis: the object (URL, ETag, size) when it is in
+    storage, so a HEAD can tell; else where it is and a digest of its bytes."""
+    fetched = settings.fetched.get(role)
+    if fetched is not None:
+        return [fetched.fingerprint]
+    return [str(path), digest or file_fingerprint(path)]
+
+
 def outputs_local(settings: Settings) -> bool:
     """Whether the results, errors and report are all plain local files."""
     return not any(role in settings.remote.urls for role in OUTPUT_ROLES)
@@ -94,5 +121,6 @@ def _local(settings: Settings, role: str) -> Path:
 def as_named(settings: Settings, text: str) -> str:
     """`text` (a message about a file) with each staged copy's path replaced by its URL."""
     for fetched in settings.fetched.values():
-        text = text.replace(str(fetched.path), fetched.url)
+        if fetched.path is not None:
+            text = text.replace(str(fetched.path), fetched.url)
     return text

@@ -86,7 +86,7 @@ class Fetched:
     """An object as read: where its bytes now are locally, and what identified them."""
 
     url: str
-    path: Path
+    path: Path | None  # None: only looked at (a HEAD), not fetched
     size: int
     etag: str | None
     version: str | None
@@ -141,6 +141,25 @@ def fetch(obj: ObjectUrl, options: StorageOptions, dest: Path) -> Fetched:
     return Fetched(
         url=obj.url,
         path=dest,
+        size=int(meta["size"]),
+        etag=meta.get("e_tag"),
+        version=meta.get("version"),
+        last_modified=meta.get("last_modified"),
+    )
+
+
+def look(obj: ObjectUrl, options: StorageOptions) -> Fetched:
+    """What `fetch` would read, from a HEAD: enough to tell whether the object changed."""
+    import obstore
+
+    store = _store(obj, options)
+    try:
+        meta = obstore.head(store, obj.key)
+    except Exception as exc:  # noqa: BLE001 - sorted by type in _reading_error
+        raise _reading_error(obj, options, store, exc) from None
+    return Fetched(
+        url=obj.url,
+        path=None,
         size=int(meta["size"]),
         etag=meta.get("e_tag"),
         version=meta.get("version"),

@@ -350,3 +350,36 @@ def test_flags_name_urls_parquet_and_the_report_go_up_and_nothing_stays_local(
     assert "<html" in page.lower()
     assert list(staging_root.iterdir()) == []  # the staged list and outputs are gone
     assert len(kyzo.calls()) == 5
+
+
+def test_status_of_a_list_in_storage_heads_it_and_survives_the_bucket_going_away(
+    s3: S3, kyzo: KyzoServer, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = _bucket(request)
+    rows = lead_rows(6, seed=31)
+    rows[1]["phone"] = "12345"
+    s3.put_leads(f"s3://{bucket}/leads.csv", rows)
+    config = _config(tmp_path, kyzo, s3.endpoint, f"s3://{bucket}/leads.csv")
+    assert _dialer(["run", str(config), "--limit", "3"]).exit_code == 4
+
+    import dialer.staging
+
+    def no_download(*args: object) -> None:
+        raise AssertionError("status fetched the list although its counts were kept")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(dialer.staging, "fetch", no_download)
+        kept = json.loads(_dialer(["status", str(config), "--json"]).stdout)
+    assert (
+        kept["counts"]["placed"] == 3 and kept["counts"]["pending"] == 2 and kept["counts"]["rejected"] == 1
+    )
+
+    s3.put_leads(f"s3://{bucket}/leads.csv", rows + lead_rows(8, seed=32)[6:])  # replaced: counted again
+    counted = json.loads(_dialer(["status", str(config), "--json"]).stdout)
+    assert counted["counts"]["pending"] == 4
+
+    gone = _config(tmp_path, kyzo, f"http://127.0.0.1:{free_port()}", f"s3://{bucket}/leads.csv")
+    offline = _dialer(["--log-format", "json", "status", str(gone), "--json"])
+    assert offline.exit_code == 0  # the checkpoint's own counts, as for a local list that moved
+    assert json.loads(offline.stdout)["counts"]["placed"] == 3
+    assert "lead_list_unavailable" in offline.stderr
