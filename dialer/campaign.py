@@ -38,7 +38,6 @@ from dialer.errors import (
 )
 from dialer.exits import ExitCode
 from dialer.export import STATUS, build_results, errors_only, status_counts
-from dialer.fingerprints import file_fingerprint
 from dialer.gate import CallingGate, calling_gate, utc_now
 from dialer.kept_counts import counts_basis, keep
 from dialer.lead_state import Status, claimable_from
@@ -247,7 +246,7 @@ def _run_with_checkpoint(
     if recovered:
         log.warning("recovered_in_flight", leads=recovered, status="unknown")
     input_fingerprint = listed_input(settings)
-    basis = counts_basis(settings, file_fingerprint(settings.leads_path))
+    basis = counts_basis(settings, input_fingerprint)  # the list is read (hashed) once
     run_id = checkpoint.start_run(options.command, settings.fingerprint, input_fingerprint)
     record = Record.read(checkpoint, settings)
     view = outcome_view(settings, record, options.now(), table)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import phonenumbers
 import polars as pl
 
-from dialer.do_not_call import header_key
+from dialer.do_not_call import filled, header_key
 from dialer.phones import normalise_column
 
 SAMPLE = 2000  # values per column judged
@@ -53,7 +53,7 @@ class Mapping:
 def guess(frame: pl.DataFrame) -> Mapping:
     """The proposed mapping of `frame`'s columns (all text, as the list reader gives them)."""
     sample = frame.head(SAMPLE)
-    region, region_why = _region(sample, _phone_candidates(sample))
+    region, region_why = _region(sample, _phone_named(sample) or list(sample.columns))
     phone = _phone(sample, region)
     taken = {phone.column}
     email = _email(sample, taken)
@@ -69,19 +69,13 @@ def snake_case(name: str) -> str:
     return key if key and not key[0].isdigit() else f"col_{key}"
 
 
-def _filled(cells: pl.Series) -> pl.Series:
-    trimmed = cells.str.strip_chars()
-    return trimmed.filter(trimmed.is_not_null() & (trimmed != ""))
-
-
-def _phone_candidates(sample: pl.DataFrame) -> list[str]:
-    named = [name for name in sample.columns if PHONE_HEADER.search(header_key(name))]
-    return named or list(sample.columns)
+def _phone_named(sample: pl.DataFrame) -> list[str]:
+    return [name for name in sample.columns if PHONE_HEADER.search(header_key(name))]
 
 
 def _valid_share(cells: pl.Series, region: str) -> float:
     """The share of rows with a valid number: a column filled on every row beats a sparse one."""
-    values = _filled(cells)
+    values = filled(cells)
     if values.is_empty():
         return 0.0
     valid = int(normalise_column(values, region).struct.field("e164").is_not_null().sum())
@@ -89,7 +83,7 @@ def _valid_share(cells: pl.Series, region: str) -> float:
 
 
 def _phone(sample: pl.DataFrame, region: str) -> Choice:
-    named = [name for name in sample.columns if PHONE_HEADER.search(header_key(name))]
+    named = _phone_named(sample)
     pool = named or list(sample.columns)
     shares = {name: _valid_share(sample[name], region) for name in pool}
     ranked = sorted(pool, key=lambda name: -shares[name])  # stable: header order breaks ties
@@ -107,7 +101,7 @@ def _email(sample: pl.DataFrame, taken: set[str | None]) -> Choice:
     columns = [name for name in sample.columns if name not in taken]
 
     def share(name: str) -> float:
-        values = _filled(sample[name])
+        values = filled(sample[name])
         return int(values.str.contains(_EMAIL_VALUE.pattern).sum()) / values.len() if values.len() else 0.0
 
     shares = {name: share(name) for name in columns}
@@ -135,14 +129,14 @@ def _reference(frame: pl.DataFrame, taken: set[str | None]) -> Choice:
 
 
 def _unique(cells: pl.Series) -> bool:
-    values = _filled(cells)
+    values = filled(cells)
     return values.len() > 0 and values.n_unique() == values.len()
 
 
 def _region(sample: pl.DataFrame, candidates: list[str]) -> tuple[str, str]:
     """The country of most numbers written with +, else the region most national numbers parse
     in; US when nothing decides."""
-    values = pl.concat([_filled(sample[name]) for name in candidates]).head(SAMPLE) if candidates else None
+    values = pl.concat([filled(sample[name]) for name in candidates]).head(SAMPLE) if candidates else None
     if values is None or values.is_empty():
         return "US", "no phone numbers to judge by: US"
     plus = [v for v in values.to_list() if v.startswith(("+", "00"))]

@@ -41,7 +41,7 @@ def load_do_not_call(path: Path, default_region: str) -> frozenset[str]:
     if frame.height == 0:
         return frozenset()  # a header with no rows: an empty list
     column, why = _do_not_call_column(frame, default_region)
-    cells = _filled(frame[column])
+    cells = filled(frame[column])
     if normalise_column(pl.Series([column]), default_region).struct.field("e164")[0] is not None:
         cells = pl.concat([pl.Series([column]), cells])  # no header row: the first line is a number
     return _do_not_call_numbers(path, cells, f"column '{column}' ({why})", default_region)
@@ -89,7 +89,7 @@ def header_key(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name.lower())
 
 
-def _filled(cells: pl.Series) -> pl.Series:
+def filled(cells: pl.Series) -> pl.Series:
     """The non-empty values of a text column, trimmed."""
     trimmed = cells.str.strip_chars()
     return trimmed.filter(trimmed.is_not_null() & (trimmed != ""))
@@ -109,7 +109,7 @@ def _do_not_call_column(frame: pl.DataFrame, default_region: str) -> tuple[str, 
             return by_key[key], "picked by its header"
     best, best_share = frame.columns[0], -1.0
     for name in frame.columns:
-        sample = _filled(frame[name]).head(_COLUMN_SAMPLE)
+        sample = filled(frame[name]).head(_COLUMN_SAMPLE)
         if sample.is_empty():
             continue
         hits = int(normalise_column(sample, default_region).struct.field("e164").is_not_null().sum())

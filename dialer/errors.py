@@ -22,6 +22,11 @@ from __future__ import annotations
 from dialer.exits import ExitCode
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text, at most 200 characters: for a one-sentence error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class DialerError(Exception):
     """Root of every error the CLI reports without a traceback."""
 

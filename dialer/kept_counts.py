@@ -91,7 +91,7 @@ def carried(
     checkpoint: Checkpoint, settings: Settings, list_digest: str | None = None
 ) -> tuple[Kept, dict[str, int]] | None:
     """The kept counts moved by what the checkpoint recorded since; None when they do not hold.
-    `list_digest`: the list's `file_fingerprint`, when the caller has it already."""
+    `list_digest`: the list's `staging.input_fingerprint`, when the caller has it already."""
     text = checkpoint.kept()
     kept = Kept.from_json(text) if text else None
     if kept is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dialer.errors import LeadsError
+from dialer.errors import LeadsError, first_line
 
 MAX_HEADER_BYTES = 1 << 20
 # polars says what went wrong only in its message text; tests/test_leads.py pins these words.
@@ -55,7 +55,7 @@ def read_parquet_as_text(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - polars raises many kinds for a broken file
-        raise LeadsError(f"{path}: is not a readable Parquet file ({_first_line(exc)})") from None
+        raise LeadsError(f"{path}: is not a readable Parquet file ({first_line(exc)})") from None
     check_names(path, frame.columns)
     return _as_text(path, frame)
 
@@ -150,7 +150,7 @@ def read_csv_as_text(path: Path, *, delimiter: str | None, encoding: str) -> pl.
                 f"{path}: a row has more fields than the header ({len(header)} columns); "
                 "check for an unquoted delimiter in a value"
             ) from None
-        raise LeadsError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
+        raise LeadsError(f"{path}: cannot be read as CSV ({first_line(exc)})") from None
     # the header as polars read it (a quoted newline can make it differ from the first text line)
     check_names(path, [name.strip() for name in frame.columns])
     return frame.rename({name: name.strip() for name in frame.columns})
@@ -179,7 +179,3 @@ def check_names(path: Path, names: Sequence[str]) -> None:
         if name in seen:
             raise LeadsError(f"{path}: the column name '{name}' appears twice in the header")
         seen.add(name)
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

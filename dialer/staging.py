@@ -100,7 +100,8 @@ def input_fingerprint(settings: Settings) -> str:
 
 def identity(settings: Settings, role: str, path: Path, digest: str | None = None) -> list[str]:
     """What an input is, for the counts' basis: the object (URL, ETag, size) when it is in
-    storage, so a HEAD can tell; else where it is and a digest of its bytes."""
+    storage, so a HEAD can tell; else where it is and a digest of its bytes (`digest`, when the
+    caller has it: its `input_fingerprint`, so the file is hashed once)."""
     fetched = settings.fetched.get(role)
     if fetched is not None:
         return [fetched.fingerprint]

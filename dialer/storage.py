@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dialer.config_schema import is_insecure_remote
-from dialer.errors import OutputError, UserError
+from dialer.errors import OutputError, UserError, first_line
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
@@ -138,14 +138,7 @@ def fetch(obj: ObjectUrl, options: StorageOptions, dest: Path) -> Fetched:
         with contextlib.suppress(OSError):
             dest.unlink()
         raise _reading_error(obj, options, store, exc) from None
-    return Fetched(
-        url=obj.url,
-        path=dest,
-        size=int(meta["size"]),
-        etag=meta.get("e_tag"),
-        version=meta.get("version"),
-        last_modified=meta.get("last_modified"),
-    )
+    return _fetched(obj, meta, dest)
 
 
 def look(obj: ObjectUrl, options: StorageOptions) -> Fetched:
@@ -157,9 +150,14 @@ def look(obj: ObjectUrl, options: StorageOptions) -> Fetched:
         meta = obstore.head(store, obj.key)
     except Exception as exc:  # noqa: BLE001 - sorted by type in _reading_error
         raise _reading_error(obj, options, store, exc) from None
+    return _fetched(obj, meta, None)
+
+
+def _fetched(obj: ObjectUrl, meta: Any, path: Path | None) -> Fetched:
+    """What obstore's object metadata (of a GET or a HEAD) says, as a Fetched."""
     return Fetched(
         url=obj.url,
-        path=None,
+        path=path,
         size=int(meta["size"]),
         etag=meta.get("e_tag"),
         version=meta.get("version"),
@@ -178,7 +176,7 @@ def publish(local: Path, obj: ObjectUrl, options: StorageOptions) -> None:
     except StorageError as exc:
         raise OutputError(f"{obj.url}: the file could not be uploaded: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any failure of the upload is the same answer
-        raise OutputError(f"{obj.url}: the file could not be uploaded ({_first_line(exc)})") from None
+        raise OutputError(f"{obj.url}: the file could not be uploaded ({first_line(exc)})") from None
 
 
 def _store(obj: ObjectUrl, options: StorageOptions) -> Any:
@@ -265,11 +263,6 @@ def _reading_error(obj: ObjectUrl, options: StorageOptions, store: Any, exc: Bas
         return StorageError(f"{obj.url}: there is no object '{obj.key}' in '{obj.bucket}'; check the key")
     where = options.endpoint_url or f"the {obj.scheme}:// service"
     return StorageError(
-        f"{obj.url}: {where} could not be reached or refused the request ({_first_line(exc)}); "
+        f"{obj.url}: {where} could not be reached or refused the request ({first_line(exc)}); "
         "check the network and [storage] endpoint_url (or AWS_ENDPOINT_URL)"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

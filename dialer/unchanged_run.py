@@ -17,7 +17,6 @@ from dialer import logs
 from dialer.checkpoint import Checkpoint
 from dialer.config import Settings
 from dialer.dispatch_options import DispatchReport
-from dialer.fingerprints import file_fingerprint
 from dialer.kept_counts import carried, files_current, keep
 from dialer.lead_state import RowStatus
 from dialer.run_checkpoint import identity_of
@@ -46,10 +45,10 @@ def unchanged_run(
         if not checkpoint.belongs_to(identity_of(settings)):
             return None  # the full run says why, in its usual order
         try:
-            list_digest = file_fingerprint(settings.leads_path)
+            listed = input_fingerprint(settings)
         except OSError:
             return None  # the full run says what is wrong with the list
-        found = carried(checkpoint, settings, list_digest)
+        found = carried(checkpoint, settings, listed)
         if found is None:
             return None
         kept, counts = found
@@ -60,9 +59,7 @@ def unchanged_run(
         ):
             return None
         files = [Path(p) for p in kept.files]
-        return _record(
-            settings, checkpoint, command, (input_fingerprint(settings), kept.basis), counts, files
-        )
+        return _record(settings, checkpoint, command, (listed, kept.basis), counts, files)
     finally:
         checkpoint.close()
 
