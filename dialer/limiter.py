@@ -7,6 +7,8 @@ catch-up burst. The clock and the sleep are injected: tests run on a fake clock.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import time
 from collections import deque
@@ -31,6 +33,8 @@ CUT_COOLDOWN_S = 1.0
 WINDOW_S = 1.01
 # A slot missed by more than this was not missed by a busy event loop (milliseconds) but by a
 # process that stood still (SIGSTOP, a frozen container, swapping): it is booked again.
+# Sends released this close before a stall may have waited for the wire until it ended,
+# so they count as sent when it did.
 STALL_S = 0.25
 
 
@@ -50,6 +54,10 @@ class RateLimiter:
     _last_cut: float = field(init=False, default=float("-inf"))
     _pauses: int = field(init=False, default=0)
     _released: deque[float] = field(init=False, default_factory=deque)
+    # When each sender sleeping here is due to wake: one overdue by STALL_S means the process
+    # stood still (a sender that merely has nothing to send leaves no such trace).
+    _wake_times: list[float] = field(init=False, default_factory=list)
+    _stall_handled: float = field(init=False, default=float("-inf"))
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -67,6 +75,7 @@ class RateLimiter:
         return self._book(now) - now
 
     def _book(self, now: float) -> float:
+        self._notice_stall(now)
         self._climb(now)
         slot = max(now, self._next_slot, self._paused_until)
         self._next_slot = slot + self.interval
@@ -88,7 +97,7 @@ class RateLimiter:
             now = self.clock()
             slot = self._book(now)
             if slot > now:
-                await self.sleep(slot - now)
+                await self._sleep_until(slot, now)
             if self.clock() - slot > STALL_S:
                 continue  # the process stood still past its slot: book again from now
             if self._pauses == pauses or self.clock() >= self._paused_until:
@@ -101,6 +110,8 @@ class RateLimiter:
         can bunch requests that left their slots on time; this bound holds on real send times.
         A slot that passed more than STALL_S ago (the process was stopped, the VM paused) is not
         honoured late: it is booked again from now, so a stall never becomes a catch-up burst.
+        Senders held here by the same pause or a full window would all leave at the instant it
+        ends, so each takes a fresh slot after waiting.
         """
         due = slot
         while True:
@@ -111,10 +122,41 @@ class RateLimiter:
             if wait <= 0:
                 self._released.append(now)
                 return
-            due = now + wait
-            await self.sleep(wait)
+            await self._sleep_until(now + wait, now)
+            due = await self.acquire()
+
+    async def _sleep_until(self, wake: float, now: float) -> None:
+        bisect.insort(self._wake_times, wake)
+        try:
+            await self.sleep(wake - now)
+            self._notice_stall(self.clock())
+        finally:
+            self._wake_times.remove(wake)
+
+    def _notice_stall(self, now: float) -> None:
+        """Whoever runs first after a stall (often not a sleeper here) sees it, once."""
+        if not self._wake_times or self._wake_times[0] < self._stall_handled:
+            return
+        if now - self._wake_times[0] > STALL_S:
+            self._stall_handled = now
+            self._carry_across_stall(now)
+
+    def _carry_across_stall(self, now: float) -> None:
+        """Count the sends released just before a stall as sent when it ended.
+
+        A request released right before the process stood still reaches the server only when it
+        moves again, beside the sends booked afresh; counted at its release time, it would let
+        the first second after a SIGSTOP hold the rate plus those stragglers.
+        """
+        before = [sent for sent in self._released if sent <= now - STALL_S]
+        if not before:
+            return
+        kept = [sent for sent in before if sent <= before[-1] - STALL_S]
+        after = list(itertools.islice(self._released, len(before), None))
+        self._released = deque(kept + after + [now] * (len(before) - len(kept)))
 
     def _window_wait(self, now: float) -> float:
+        self._notice_stall(now)
         while self._released and now - self._released[0] >= WINDOW_S:
             self._released.popleft()
         if len(self._released) < self.window_cap:

@@ -378,3 +378,32 @@ def test_a_stall_is_not_paid_back_as_a_burst() -> None:
     assert min(_gaps(after)) >= 1 / 50 - 1e-9  # no two sends closer than the rate allows
     ordered = sorted(sends)
     assert max(bisect.bisect_left(ordered, t + 1.0) - i for i, t in enumerate(ordered)) <= 50
+
+
+@pytest.mark.parametrize("stall_at", [0.503, 2.503, 3.003])
+def test_sends_caught_on_the_way_to_the_wire_by_a_stall_count_after_it(stall_at: float) -> None:
+    """A request released just before the process stood still reaches the server only when it
+    moves again; with those stragglers, no second after a 4 s stall holds more than the rate."""
+    time_ = VirtualTime(stall_at=START + stall_at, stall_s=4.0)
+    limiter = RateLimiter(50, sleep=time_.sleep, clock=time_.clock)
+    sends: list[tuple[float, float]] = []  # (released, reached the wire)
+
+    async def sender() -> None:
+        for _ in range(6):
+            slot = await limiter.acquire()
+            await limiter.admit(slot)
+            released = time_.now
+            await time_.sleep(0.005)  # JSON, the pool, the socket: the stall lands in between
+            sends.append((released, time_.now))
+
+    async def run() -> None:
+        senders = [asyncio.create_task(sender()) for _ in range(50)]
+        await time_.drive(lambda: all(task.done() for task in senders))
+        await asyncio.gather(*senders)
+
+    asyncio.run(run())
+
+    stragglers = [s for s in sends if s[0] < START + stall_at and s[1] > START + stall_at + 4.0]
+    assert time_.stalled and len(sends) == 300 and stragglers  # the stall caught one on the way
+    wire = sorted(reached for _, reached in sends)
+    assert max(bisect.bisect_left(wire, t + 1.0) - i for i, t in enumerate(wire)) <= 50
