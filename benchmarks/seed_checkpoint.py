@@ -14,10 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from dialer.checkpoint import Checkpoint, Claim, Result
+from dialer.checkpoint import Checkpoint
 from dialer.config import load_settings
 from dialer.fingerprints import file_fingerprint
 from dialer.lead_state import Status
+from dialer.lead_writes import Claim, Result
 from dialer.leads import KEY, PHONE
 from dialer.run_checkpoint import identity_of
 from dialer.selection import load_table

@@ -25,11 +25,11 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from dialer import logs
-from dialer.checkpoint import Claim, Result, RunWriter
 from dialer.client import Action, Answer, Outcome, classify
 from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason, Unrecorded
 from dialer.errors import CheckpointWriteFailed
 from dialer.lead_state import ClaimRefused, IllegalMove, Status
+from dialer.lead_writes import Claim, Result, RunWriter
 from dialer.limiter import RateLimiter
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from dialer import logs
 
 if TYPE_CHECKING:
-    from dialer.checkpoint import Result
     from dialer.config import Settings
+    from dialer.lead_writes import Result
 
 
 class StopReason(enum.Enum):

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dialer.checkpoint import Checkpoint, Result
+from dialer.checkpoint import Checkpoint
 from dialer.lead_state import Status
+from dialer.lead_writes import Result
 
 EVENT = "record_failed"
 

@@ -41,6 +41,10 @@ def _trusted(svg: str) -> Markup:
     return Markup(svg)  # noqa: S704 - see the docstring
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def render(data: ReportData, *, has_hours: bool) -> str:
     funnel_alt = "Leads at each step: " + ", ".join(
         f"{s.label} {s.count:,}" for s in [*data.funnel, *data.beside]
@@ -48,8 +52,8 @@ def render(data: ReportData, *, has_hours: bool) -> str:
     busiest = int(data.timeline.select(pl.col("calls").max()).item() or 0) if data.timeline.height else 0
     timeline_alt = (
         f"Calls placed per {data.bucket}, at most {busiest:,}, against the configured rate of "
-        f"{data.rate_per_bucket:,.0f} per {data.bucket}; {len(data.run_spans)} runs shaded, "
-        f"{data.pauses.height} pauses the API asked for marked"
+        f"{data.rate_per_bucket:,.0f} per {data.bucket}; {_count(len(data.run_spans), 'run')} shaded, "
+        f"{_count(data.pauses.height, 'pause')} the API asked for marked"
     )
     zones_alt = "Leads waiting per time zone: " + ", ".join(
         f"{z.zones} {z.leads:,} ({z.opens})" for z in data.zones

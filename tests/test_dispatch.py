@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from dialer.checkpoint import Checkpoint, Claim, Result, RunWriter
+from dialer.checkpoint import Checkpoint
 from dialer.client import Answer, Failure
 from dialer.dispatch import Dispatcher, Gate, Sender
 from dialer.dispatch_options import DispatchOptions, DispatchReport, StopReason
 from dialer.errors import CheckpointWriteFailed
 from dialer.lead_state import Status
+from dialer.lead_writes import Claim, Result, RunWriter
 from dialer.limiter import RateLimiter
 from dialer.request_bodies import LeadRequest
 

@@ -297,7 +297,8 @@ def test_an_answer_the_checkpoint_could_not_take_is_taken_back_from_the_log(
     is recorded placed with that callId from the --log-file by the next run: not unknown, not called."""
     from helpers import settings_for
 
-    from dialer.checkpoint import Checkpoint, Claim
+    from dialer.checkpoint import Checkpoint
+    from dialer.lead_writes import Claim
     from dialer.leads import KEY, PHONE
     from dialer.run_checkpoint import identity_of
     from dialer.selection import load_table

@@ -68,8 +68,9 @@ def test_status_of_a_run_campaign_imports_no_dataframe_or_http_library(
 def test_status_carried_forward_equals_counting_again(kyzo: KyzoServer, tmp_path: Path) -> None:
     """The counts status carries forward from the last run equal the ones the whole list gives,
     after the checkpoint moved on (a lead claimed, one placed); an edited list is counted again."""
-    from dialer.checkpoint import Checkpoint, Claim, Result
+    from dialer.checkpoint import Checkpoint
     from dialer.lead_state import Status
+    from dialer.lead_writes import Claim, Result
     from dialer.leads import KEY, PHONE
     from dialer.selection import existing_states, leads_to_dial, load_table
     from dialer.status import full_status, quick_status

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from dialer.checkpoint import Checkpoint, Claim, Result
+from dialer.checkpoint import Checkpoint
 from dialer.lead_state import ClaimRefused, IllegalMove, Status, check_move, claimable_from, is_legal
+from dialer.lead_writes import Claim, Result
 
 PENDING, IN_FLIGHT, PLACED, FAILED, UNKNOWN = (
     Status.PENDING,

@@ -34,7 +34,8 @@ from helpers import (
     write_outcomes_config,
 )
 
-from dialer.checkpoint import Checkpoint, Claim
+from dialer.checkpoint import Checkpoint
+from dialer.lead_writes import Claim
 from dialer.leads import KEY, PHONE
 from dialer.mock_outcomes import OutcomeSettings
 from dialer.outcomes import key_paths

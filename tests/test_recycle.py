@@ -38,8 +38,9 @@ from helpers import (
 
 from dialer import logs
 from dialer.campaign import RunOptions, run_campaign
-from dialer.checkpoint import Checkpoint, Claim, Result
+from dialer.checkpoint import Checkpoint
 from dialer.lead_state import ClaimRefused, Status
+from dialer.lead_writes import Claim, Result
 from dialer.mock_outcomes import OutcomeSettings
 from dialer.status import campaign_status
 

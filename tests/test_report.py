@@ -110,6 +110,7 @@ def test_every_run_writes_the_report_private_and_whole(campaign: Campaign) -> No
     assert [p.name for p in campaign.report.parent.glob(".report.html.*")] == []
     assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
     assert "<title>Campaign test-campaign: report</title>" in html
+    assert "1 run shaded" in html and not re.search(r"\b1 (runs|pauses)\b", html)  # the chart's alt
 
 
 def test_report_is_self_contained(campaign: Campaign) -> None:
@@ -160,8 +161,9 @@ def test_outcome_values_shown_only_when_five_leads_share_them(kyzo: KyzoServer, 
     """A value fewer than 5 leads gave stays hidden (free text would leak); shared ones are shown, escaped."""
     import sqlite3
 
-    from dialer.checkpoint import Checkpoint, Claim, Result
+    from dialer.checkpoint import Checkpoint
     from dialer.lead_state import Status
+    from dialer.lead_writes import Claim, Result
     from dialer.leads import KEY
     from dialer.selection import load_table
 

@@ -715,9 +715,10 @@ def test_purge_leaves_other_checkpoints_set_aside_copies(tmp_path: Path) -> None
 
 def test_server_message_cannot_become_a_spreadsheet_formula(tmp_path: Path) -> None:
     """A 400 message starting with '=' is written to dialer_error quoted, so Excel shows it as text."""
-    from dialer.checkpoint import Checkpoint, Claim, Result
+    from dialer.checkpoint import Checkpoint
     from dialer.export import build_results
     from dialer.lead_state import Status
+    from dialer.lead_writes import Claim, Result
     from dialer.leads import KEY, prepare
 
     rows = lead_rows(1)
