@@ -270,7 +270,7 @@ def status(config: ConfigArg, checkpoint: CheckpointOpt = None, as_json: JsonOpt
 @app.command()
 def export(config: ConfigArg, output: OutputOpt = None, checkpoint: CheckpointOpt = None) -> None:
     """Write the results and errors files again from the checkpoint and the lead list."""
-    from dialer.campaign import export_campaign
+    from dialer.full_run import export_campaign
     from dialer.printing import print_counts
 
     def body() -> int:

@@ -8,10 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from dialer.errors import OutputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _MIN_FREE_BYTES = 16 * 1024 * 1024
 

@@ -6,6 +6,8 @@ import fcntl
 import json
 import os
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from dialer.checkpoint_files import lock_path
@@ -68,3 +70,23 @@ def _read_holder(fd: int) -> str:
         return f"pid {info['pid']} on {info['host']}, started {info['started_at']}"
     except (ValueError, KeyError, OSError):
         return "a process that did not record its details"
+
+
+@contextmanager
+def campaign_lock(checkpoint: Path) -> Iterator[Callable[[], None]]:
+    """The checkpoint lock, taken as early as it can matter and no earlier.
+
+    A run can only be live if its lock file exists: then the lock comes first, so a busy
+    checkpoint says so (exit 5) before anything else can fail. Otherwise it is taken by the
+    returned function once the input has been checked, so a refused run leaves nothing behind.
+    """
+    lock = RunLock(checkpoint)
+    with ExitStack() as stack:
+        if lock.path.exists():
+            stack.enter_context(lock)
+
+        def ensure() -> None:
+            if not lock.held:
+                stack.enter_context(lock)
+
+        yield ensure

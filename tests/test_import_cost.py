@@ -65,6 +65,23 @@ def test_status_of_a_run_campaign_imports_no_dataframe_or_http_library(
     assert loaded & {"polars", "httpx", "aiohttp", "matplotlib"} == set()
 
 
+def test_run_of_a_finished_unchanged_campaign_imports_no_dataframe_or_http_library(
+    kyzo: KyzoServer, tmp_path: Path
+) -> None:
+    """Cron's run of a finished campaign answers from the checkpoint before the full run is
+    imported; once the list changes, the next run loads polars and httpx again (the probe can fail)."""
+    leads = write_leads(tmp_path / "leads.csv", lead_rows(12))
+    config = write_config(tmp_path, kyzo.base_url, leads)
+    assert run_cli(["run", str(config)]).exit_code == 0
+    run = ("--log-format", "json", "run", str(config), "--no-progress")
+
+    assert _imported(*run) & {"polars", "httpx", "aiohttp", "matplotlib"} == set()
+
+    leads.write_text(leads.read_text() + "CRM-999,Late,Springfield,+14155550199,late@example.com\n")
+    assert {"polars", "httpx", "aiohttp"} <= _imported(*run)
+    assert len(kyzo.calls()) == 13  # the added lead was called, once, by the full run
+
+
 def test_status_carried_forward_equals_counting_again(kyzo: KyzoServer, tmp_path: Path) -> None:
     """The counts status carries forward from the last run equal the ones the whole list gives,
     after the checkpoint moved on (a lead claimed, one placed); an edited list is counted again."""

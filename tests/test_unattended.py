@@ -240,12 +240,12 @@ def test_an_unexpected_exception_is_exit_70_not_1(
     kyzo: KyzoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug must not look like "finished, send the errors file" (exit 1) to a scheduler."""
-    import dialer.campaign as campaign
+    import dialer.full_run as full_run
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(campaign, "load_table", broken)
+    monkeypatch.setattr(full_run, "load_table", broken)
     leads = write_leads(tmp_path / "leads.csv", lead_rows(2))
     result = run_cli(["run", str(write_config(tmp_path, kyzo.base_url, leads))])
 
