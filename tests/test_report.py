@@ -9,9 +9,10 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from campaign_builder import campaign_tables, write_campaign
@@ -45,7 +46,15 @@ CHROMIUM_ARGS = [
     "--proxy-server=127.0.0.1:9",
 ]
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-HOURS = {"start": "00:00", "end": "23:59", "days": EVERY_DAY, "timezone": "America/New_York"}
+_NEW_YORK_NOW = datetime.now(ZoneInfo("America/New_York"))
+# open all day but one hour that starts an hour from now (a window across midnight when it must):
+# a fixed 00:00-23:59 would be closed to a suite that runs at 23:59 in New York
+HOURS = {
+    "start": f"{_NEW_YORK_NOW + timedelta(hours=2):%H:%M}",
+    "end": f"{_NEW_YORK_NOW + timedelta(hours=1):%H:%M}",
+    "days": EVERY_DAY,
+    "timezone": "America/New_York",
+}
 
 
 @dataclass
