@@ -144,7 +144,7 @@ def test_consecutive_unknown_trips_the_breaker(
 
 def test_long_retry_after_stops_resumably(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:
     """A Retry-After above limits.max_retry_after_s stops the run with exit 4; leads stay pending."""
-    server = start_server(rate_limit=1, retry_after=600)
+    server = start_server(error_rate=1.0, error_statuses=(429,), retry_after=600)
     leads = write_leads(tmp_path / "leads.csv", lead_rows(10))
     config = write_config(
         tmp_path, server.base_url, leads, limits={"calls_per_second": 50, "max_concurrency": 1}
@@ -155,7 +155,8 @@ def test_long_retry_after_stops_resumably(start_server: Callable[..., KyzoServer
     assert result.exit_code == 4
     assert "Retry-After" in result.stdout
     statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
-    assert statuses == {"placed": 1, "pending": 9}
+    assert statuses == {"pending": 10}  # a 429 placed nothing: the lead waits with the others
+    assert server.metrics()["requests"] == 1  # nobody else was tried after the long pause was asked
 
 
 def test_503_with_retry_after_is_retried(start_server: Callable[..., KyzoServer], tmp_path: Path) -> None:

@@ -74,8 +74,7 @@ def test_rate_limit_headers_reach_the_classifier(
     start_server: Callable[..., KyzoServer], transport: str
 ) -> None:
     """A 429's Retry-After survives the transport."""
-    server = start_server(rate_limit=1, retry_after=7)
-    _call(server.base_url, transport)
+    server = start_server(error_rate=1.0, error_statuses=(429,), retry_after=7)
 
     outcome = classify(_call(server.base_url, transport))
 
