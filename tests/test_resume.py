@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -130,10 +131,27 @@ def test_second_sigint_stops_at_once_and_in_flight_become_unknown(
     deadline = time.monotonic() + 20
     while server.metrics()["requests"] < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    stderr: list[str] = []
+    first_seen = threading.Event()
+
+    def read_stderr() -> None:  # the second Ctrl-C only once the first was handled: never merged
+        assert process.stderr is not None
+        for line in process.stderr:
+            stderr.append(line)
+            if '"event": "signal"' in line:
+                first_seen.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    assert first_seen.wait(10), "".join(stderr)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=10)
+    with process:  # closes both pipes
+        assert process.stdout is not None
+        out = process.stdout.read()
+        process.wait(timeout=10)
+        reader.join(5)
+    err = "".join(stderr)
 
     assert process.returncode == 4, out + err
     statuses = Counter(read_results(tmp_path / "results.csv")["dialer_status"].to_list())
