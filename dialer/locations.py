@@ -18,6 +18,7 @@ from dialer.storage import ObjectUrl, is_url
 REMOTE = Path("(object-storage)")  # never a real folder: a stand-in used unstaged fails loudly
 
 INPUT_ROLES = ("leads", "do_not_call")
+OUTPUT_ROLES = ("results", "errors", "report")
 # config key (table, key) -> role; the roles are the keys of Remote.urls
 KEYS = {
     ("leads", "path"): "leads",
@@ -35,7 +36,12 @@ class Remote:
     urls: Mapping[str, str] = field(default_factory=dict)
 
     def stand_in(self, role: str) -> Path:
-        return REMOTE / f"{role}{ObjectUrl.parse(self.urls[role]).suffix}"
+        return REMOTE / file_name(role, ObjectUrl.parse(self.urls[role]))
+
+
+def file_name(role: str, url: ObjectUrl) -> str:
+    """A role's local file name: the role and the object's suffix, which says CSV or Parquet."""
+    return f"{role}{url.suffix}"
 
 
 def take_urls(
@@ -59,7 +65,7 @@ def take_urls(
             continue
         urls[role] = value
         if isinstance(section, dict) and key in section:
-            section[key] = str(REMOTE / f"{role}{parsed.suffix}")
+            section[key] = str(REMOTE / file_name(role, parsed))
     output = document.get("output")
     checkpoint = output.get("checkpoint") if isinstance(output, dict) else None
     if isinstance(checkpoint, str) and is_url(checkpoint):
@@ -70,7 +76,7 @@ def take_urls(
                 "local path, and back it up instead (docs/operations.md#object-storage)",
             )
         )
-    outputs = [urls[role] for role in ("results", "errors", "report") if role in urls]
+    outputs = [urls[role] for role in OUTPUT_ROLES if role in urls]
     if "leads" in urls and urls["leads"] in outputs:
         problems.append(
             ("output", f"{urls['leads']}: is the lead list itself; writing there would overwrite it")

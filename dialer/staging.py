@@ -18,11 +18,9 @@ from pathlib import Path
 
 from dialer.config import Settings
 from dialer.fingerprints import file_fingerprint
-from dialer.locations import INPUT_ROLES
-from dialer.storage import Fetched, ObjectUrl, StorageOptions, fetch, look
+from dialer.locations import INPUT_ROLES, OUTPUT_ROLES, file_name
+from dialer.storage import ObjectUrl, StorageOptions, fetch, look
 from dialer.storage import publish as upload
-
-OUTPUT_ROLES = ("results", "errors", "report")
 
 
 @contextlib.contextmanager
@@ -35,26 +33,18 @@ def staged(settings: Settings) -> Iterator[Settings]:
         return
     options = StorageOptions.of(settings.storage, os.environ)
     with tempfile.TemporaryDirectory(prefix="kyzo-dialer-") as folder:
-        root = Path(folder)
-        fetched: dict[str, Fetched] = {}
-        copies: dict[str, Path] = {}
-        for role in INPUT_ROLES:
-            if role in urls:
-                obj = ObjectUrl.parse(urls[role])
-                copies[role] = root / f"{role}{obj.suffix}"
-                fetched[role] = fetch(obj, options, copies[role])
-        local = {
-            role: root / f"{role}{ObjectUrl.parse(urls[role]).suffix}"
-            for role in OUTPUT_ROLES
-            if role in urls
+        objects = {role: ObjectUrl.parse(url) for role, url in urls.items()}
+        local = {role: Path(folder) / file_name(role, obj) for role, obj in objects.items()}
+        fetched = {
+            role: fetch(objects[role], options, local[role]) for role in INPUT_ROLES if role in objects
         }
         leads = settings.leads
         if "do_not_call" in fetched:
-            leads = leads.model_copy(update={"do_not_call": copies["do_not_call"]})
+            leads = leads.model_copy(update={"do_not_call": local["do_not_call"]})
         yield replace(
             settings,
             file=settings.file.model_copy(update={"leads": leads}),
-            leads_path=copies.get("leads", settings.leads_path),
+            leads_path=local.get("leads", settings.leads_path),
             results_path=local.get("results", settings.results_path),
             errors_path=local.get("errors", settings.errors_path),
             report_path=local.get("report", settings.report_path),
