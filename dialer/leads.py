@@ -208,9 +208,10 @@ def _duplicate_of(work: pl.DataFrame, valid: pl.Expr, blocked: pl.Expr) -> pl.Se
 
     A window (`min().over(KEY)`) would group the whole list by key; only the duplicates, a few
     percent, need their first row, so they are looked up among the first occurrences instead."""
-    repeated = valid & ~blocked & ~pl.col(KEY).is_first_distinct()
-    marked = work.select(ROW, KEY, repeated.alias("repeated"), pl.col(KEY).is_first_distinct().alias("first"))
-    repeats = marked.filter("repeated").select(ROW, KEY)
+    marked = work.select(
+        ROW, KEY, pl.col(KEY).is_first_distinct().alias("first"), (valid & ~blocked).alias("dialable")
+    )
+    repeats = marked.filter(pl.col("dialable") & ~pl.col("first")).select(ROW, KEY)
     result = pl.repeat(None, work.height, dtype=pl.Int64, eager=True)
     if repeats.height == 0:
         return result

@@ -96,11 +96,15 @@ class Fetched:
     def fingerprint(self) -> str:
         """What the run log keeps as the input's identity: which upload was dialed."""
         version = f" version {self.version}" if self.version else ""
-        return f"{self.url} etag {(self.etag or '-').strip(chr(34))}{version} size {self.size}"
+        return f"{self.url} etag {self._etag}{version} size {self.size}"
 
     def describe(self) -> str:
         when = f", last modified {self.last_modified:%Y-%m-%d %H:%M:%S} UTC" if self.last_modified else ""
-        return f"{self.url}: {self.size:,} bytes{when}, ETag {(self.etag or '-').strip(chr(34))}"
+        return f"{self.url}: {self.size:,} bytes{when}, ETag {self._etag}"
+
+    @property
+    def _etag(self) -> str:
+        return (self.etag or "-").strip('"')  # S3 quotes its ETags
 
 
 @dataclass(frozen=True)
