@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO, TypeVar
+from typing import Annotated, TextIO, TypeVar
 
 import typer
 
@@ -32,9 +32,6 @@ from dialer.exits import ExitCode
 from dialer.init_cli import init, version_command
 from dialer.mock_cli import mock_server
 from dialer.upkeep_cli import agents, campaigns, collect, purge
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     name="dialer",

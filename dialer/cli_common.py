@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import click
 import typer
 
-from dialer.errors import DialerError
+from dialer.errors import DialerError, UserError
 from dialer.exits import ExitCode
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ CheckpointOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
 
 LOGGING: list[Callable[[], None]] = []  # how the logs of this invocation are to be set up
+COMMAND_RESOURCES: list[contextlib.ExitStack] = []  # what the running command staged, closed as it ends
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -83,9 +84,6 @@ def guarded(action: Callable[[], T]) -> T:
             signal.signal(signal.SIGTERM, previous)
 
 
-COMMAND_RESOURCES: list[contextlib.ExitStack] = []
-
-
 def terminate_as_interrupt(signum: int, frame: object) -> None:
     """SIGTERM outside the dial loop (loading, writing files) ends like Ctrl-C: exit 4, resumable."""
     raise KeyboardInterrupt
@@ -107,6 +105,4 @@ def command_settings(config: Path, *, stage: bool = True, **overrides: Any) -> S
 
 
 def usage(message: str) -> DialerError:
-    from dialer.errors import UserError
-
     return UserError(message)

@@ -16,6 +16,7 @@ import phonenumbers
 import polars as pl
 
 from dialer.do_not_call import filled, header_key
+from dialer.leads import EMAIL_PATTERN
 from dialer.phones import normalise_column
 
 SAMPLE = 2000  # values per column judged
@@ -24,7 +25,6 @@ PHONE_HEADER = re.compile(r"phone|mobile|cell|^tel|telephone|msisdn|e164|^number
 EMAIL_HEADER = re.compile(r"e?mail")
 # Reference-id headers, best first (header_key form: lower case, no spaces, `_` or `-`).
 REFERENCE_HEADERS = ("crmid", "leadid", "contactid", "recordid", "customerid", "externalid", "id", "uid")
-_EMAIL_VALUE = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")
 # Regions tried when the numbers are written without a country code: the ones whose national
 # forms a CRM export most often holds. A list from elsewhere has its numbers in + form, or
 # gets leads.default_region by hand (the file's comment says so).
@@ -102,7 +102,7 @@ def _email(sample: pl.DataFrame, taken: set[str | None]) -> Choice:
 
     def share(name: str) -> float:
         values = filled(sample[name])
-        return int(values.str.contains(_EMAIL_VALUE.pattern).sum()) / values.len() if values.len() else 0.0
+        return int(values.str.contains(EMAIL_PATTERN).sum()) / values.len() if values.len() else 0.0
 
     shares = {name: share(name) for name in columns}
     named = [name for name in columns if EMAIL_HEADER.search(header_key(name)) and shares[name] > 0]
@@ -139,8 +139,9 @@ def _region(sample: pl.DataFrame, candidates: list[str]) -> tuple[str, str]:
     values = pl.concat([filled(sample[name]) for name in candidates]).head(SAMPLE) if candidates else None
     if values is None or values.is_empty():
         return "US", "no phone numbers to judge by: US"
-    plus = [v for v in values.to_list() if v.startswith(("+", "00"))]
-    national = [v for v in values.to_list() if not v.startswith(("+", "00"))]
+    texts = values.to_list()
+    plus = [v for v in texts if v.startswith(("+", "00"))]
+    national = [v for v in texts if not v.startswith(("+", "00"))]
     if len(plus) >= len(national):
         regions = Counter(_international_region(v) for v in plus)
         regions.pop(None, None)

@@ -34,7 +34,7 @@ INTERNAL = (ROW, PHONE, REGION, KEY, LOOKUP, PRE_STATUS, REASON, DUPLICATE_OF, R
 # after it into one cell), so the whole list is refused rather than silently shortened.
 BROKEN_PHONE_CELL_CHARS = 1000
 # Matched with the cell's surrounding blanks allowed, instead of stripping a copy of the column.
-_EMAIL = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
+EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def prepare(
         )
     if cols.email:
         reasons.append(
-            pl.when(~empty(cols.email) & ~pl.col(cols.email).str.contains(_EMAIL)).then(
+            pl.when(~empty(cols.email) & ~pl.col(cols.email).str.contains(EMAIL_PATTERN)).then(
                 pl.lit(f"invalid email in column '{cols.email}'")
             )
         )
