@@ -1,7 +1,7 @@
 """One run's calls: the client, the rate limiter, the dispatcher and (with --collect) the
 outcomes receiver, wired together for as long as the run dials and waits for outcomes.
 
-`campaign` decides what to dial and what to write afterwards; this module only sends.
+`full_run` decides what to dial and what to write afterwards; this module only sends.
 """
 
 from __future__ import annotations
