@@ -18,7 +18,6 @@ from dialer.checkpoint_files import purge_targets
 from dialer.config import Settings
 from dialer.lead_state import Status, claimable_from
 from dialer.notify import notify
-from dialer.outputs import check_outputs
 from dialer.run_lock import campaign_lock
 from dialer.summary import RunSummary
 from dialer.unchanged_run import unchanged_run
@@ -64,7 +63,7 @@ def run_campaign(
     """Dial what is left of the campaign. Tests' seams: `transport` replaces the network,
     `before_commit` runs before each checkpoint commit (and may fail it, as a full disk does)."""
     with campaign_lock(settings.checkpoint_path) as ensure_locked:
-        summary = _unchanged(settings, options, ensure_locked, before_commit)
+        summary = unchanged_run(settings, options, ensure_locked, before_commit)
         if summary is None:
             from dialer.full_run import run_full  # polars, httpx, the dispatcher: only now
 
@@ -79,39 +78,6 @@ def _ended(settings: Settings, summary: RunSummary) -> RunSummary:
     if settings.file.notify is not None:
         notify(settings.file.notify.url, summary, timeout_s=settings.file.notify.timeout_s)
     return summary
-
-
-def _unchanged(
-    settings: Settings,
-    options: RunOptions,
-    ensure_locked: Callable[[], None],
-    before_commit: Callable[[], None] | None,
-) -> RunSummary | None:
-    """A finished campaign with nothing new since its files were written (`unchanged_run`)."""
-    if options.dry_run or options.collect or options.wait_outcomes_s or options.new_campaign:
-        return None
-    if not settings.checkpoint_path.exists():
-        return None
-    try:
-        size = settings.leads_path.stat().st_size
-    except OSError:
-        return None  # the full run says what is wrong with the list
-    # the full run's refusals, in its order after the list: outputs, then the key
-    check_outputs(
-        settings.leads_path,
-        [settings.results_path, settings.errors_path],
-        checkpoint=settings.checkpoint_path,
-        need_bytes=2 * size,
-    )
-    settings.require_api_key()
-    ensure_locked()
-    return unchanged_run(
-        settings,
-        command=options.command,
-        claims_failed=options.retry_failed,
-        claims_unknown=options.redial_unknown,
-        before_commit=before_commit,
-    )
 
 
 def campaign_files(settings: Settings) -> list[Path]:

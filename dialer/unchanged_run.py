@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dialer import logs
 from dialer.checkpoint import Checkpoint
@@ -19,27 +20,46 @@ from dialer.config import Settings
 from dialer.dispatch_options import DispatchReport
 from dialer.kept_counts import carried, files_current, keep
 from dialer.lead_state import RowStatus
+from dialer.outputs import check_outputs
 from dialer.run_checkpoint import identity_of
 from dialer.staging import input_fingerprint
 from dialer.summary import RunSummary, exit_code_for
+
+if TYPE_CHECKING:
+    from dialer.campaign import RunOptions
 
 _UNCHANGED = "nothing to dial and nothing changed since the files were written: they were left as they are"
 
 
 def unchanged_run(
     settings: Settings,
-    *,
-    command: str,
-    claims_failed: bool,
-    claims_unknown: bool,
+    options: RunOptions,
+    ensure_locked: Callable[[], None],
     before_commit: Callable[[], None] | None = None,
 ) -> RunSummary | None:
     """The run's summary if the campaign is finished and unchanged; None for a full run.
 
-    Called with the run lock held. `claims_failed`/`claims_unknown`: --retry-failed and
-    --redial-unknown, which make those leads dialable again."""
-    if settings.recycle is not None or not settings.checkpoint_path.exists():
-        return None  # leads fall due for recycling as time passes: only a full run can tell
+    The full run's refusals come first, in its order after the list (outputs, then the key);
+    then the lock (`ensure_locked`). --retry-failed and --redial-unknown make those leads
+    dialable again; a recycle config's leads fall due as time passes: only a full run can tell."""
+    if options.dry_run or options.collect or options.wait_outcomes_s or options.new_campaign:
+        return None
+    if not settings.checkpoint_path.exists():
+        return None
+    try:
+        size = settings.leads_path.stat().st_size
+    except OSError:
+        return None  # the full run says what is wrong with the list
+    check_outputs(
+        settings.leads_path,
+        [settings.results_path, settings.errors_path],
+        checkpoint=settings.checkpoint_path,
+        need_bytes=2 * size,
+    )
+    settings.require_api_key()
+    ensure_locked()
+    if settings.recycle is not None:
+        return None
     checkpoint = Checkpoint.open(settings.checkpoint_path, before_commit=before_commit)
     try:
         if not checkpoint.belongs_to(identity_of(settings)):
@@ -54,12 +74,12 @@ def unchanged_run(
         kept, counts = found
         if not files_current(checkpoint, kept, counts):
             return None
-        if (claims_failed and counts.get(RowStatus.FAILED.value, 0)) or (
-            claims_unknown and counts.get(RowStatus.UNKNOWN.value, 0)
+        if (options.retry_failed and counts.get(RowStatus.FAILED.value, 0)) or (
+            options.redial_unknown and counts.get(RowStatus.UNKNOWN.value, 0)
         ):
             return None
         files = [Path(p) for p in kept.files]
-        return _record(settings, checkpoint, command, (listed, kept.basis), counts, files)
+        return _record(settings, checkpoint, options.command, (listed, kept.basis), counts, files)
     finally:
         checkpoint.close()
 
